@@ -1,0 +1,105 @@
+"""Architecture descriptors: the facts about each target, and the only place outside templates that
+knows arch names.
+
+Code elsewhere asks an Arch for a feature (`arch.has("mx_scaled_mfma")`, `arch.wave_size`) rather
+than comparing names. Sources: LLVM AMDGPUUsage (processor table, e_flags EF_AMDGPU_MACH values),
+the RDNA3 / CDNA3 / CDNA4 ISA guides, the CUDA programming guide (compute capabilities).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ArchError
+
+# Feature vocabulary. Templates branch on these through `arch.has(name)`.
+FEATURES = {
+    "fp16": "native half-precision arithmetic",
+    "bf16": "bfloat16 conversions in hardware",
+    "dot4_i8": "4-way int8 dot product (v_dot4_i32_i8 / dp4a)",
+    "wmma_f16": "RDNA3 wave32 WMMA f32 += f16 x f16, 16x16x16",
+    "wmma_bf16": "RDNA3 wave32 WMMA f32 += bf16 x bf16, 16x16x16",
+    "mfma": "CDNA matrix fused multiply-add (v_mfma_*)",
+    "fp8": "8-bit float conversions in hardware (FNUZ on gfx942, OCP on gfx950 and NVIDIA)",
+    "fp8_ocp": "OCP FP8 E4M3/E5M2 encodings (not the FNUZ variants)",
+    "mx_scaled_mfma": "gfx950 v_mfma_scale_f32_*_f8f6f4 with E8M0 block scales",
+    "mx_cvt": "gfx950 v_cvt_scalef32_* conversions for FP4/FP6/FP8 with a scale",
+    "mma_sync": "NVIDIA warp-level tensor-core mma.sync",
+}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One compile target. `target` is what the toolchain is told (gfx1100, sm_90, host)."""
+
+    name: str
+    vendor: str  # "amd" | "nvidia" | "cpu"
+    family: str  # rdna3, cdna3, cdna4, ampere, hopper, emulator
+    wave_size: int
+    lds_bytes: int  # shared memory a block may use (static + dynamic)
+    max_threads: int
+    features: frozenset = field(default_factory=frozenset)
+    target: str = ""
+    elf_mach: int = 0  # AMD only: EF_AMDGPU_MACH in the code object's e_flags
+    min_clang: int = 0  # AMD only: oldest clang major that knows this processor
+    description: str = ""
+
+    @property
+    def prelude(self) -> str:
+        """Which templates/common prelude the target uses: amd, cuda or cpu."""
+        return {"amd": "amd", "nvidia": "cuda", "cpu": "cpu"}[self.vendor]
+
+    def has(self, feature: str) -> bool:
+        """True when the arch has `feature`; an unknown feature name is a programming error."""
+        if feature not in FEATURES:
+            raise ArchError(f"unknown feature {feature!r}; known: {', '.join(sorted(FEATURES))}")
+        return feature in self.features
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def _amd(name, family, wave, lds, mach, min_clang, feats, desc):
+    return Arch(name, "amd", family, wave, lds, 1024, frozenset(feats), name, mach, min_clang, desc)
+
+
+_RDNA3 = {"fp16", "bf16", "dot4_i8", "wmma_f16", "wmma_bf16"}
+_ARCHS = [
+    _amd("gfx1100", "rdna3", 32, 65536, 0x41, 16, _RDNA3, "RDNA3: RX 7900 XTX/XT, W7900"),
+    _amd("gfx1101", "rdna3", 32, 65536, 0x46, 16, _RDNA3, "RDNA3: RX 7800 XT/7700 XT"),
+    _amd("gfx1102", "rdna3", 32, 65536, 0x47, 16, _RDNA3, "RDNA3: RX 7600"),
+    _amd("gfx942", "cdna3", 64, 65536, 0x4C, 18, {"fp16", "bf16", "dot4_i8", "mfma", "fp8"},
+         "CDNA3: MI300X/MI300A/MI325X (FP8 is FNUZ)"),
+    _amd("gfx950", "cdna4", 64, 163840, 0x4F, 20,
+         {"fp16", "bf16", "dot4_i8", "mfma", "fp8", "fp8_ocp", "mx_scaled_mfma", "mx_cvt"},
+         "CDNA4: MI350X/MI355X (native MX: scaled MFMA, cvt_scalef32)"),
+    Arch("sm_80", "nvidia", "ampere", 32, 166912, 1024,
+         frozenset({"fp16", "bf16", "dot4_i8", "mma_sync"}), "sm_80", description="Ampere: A100"),
+    Arch("sm_90", "nvidia", "hopper", 32, 232448, 1024,
+         frozenset({"fp16", "bf16", "dot4_i8", "mma_sync", "fp8", "fp8_ocp"}), "sm_90",
+         description="Hopper: H100/H200"),
+    Arch("cpu", "cpu", "emulator", 32, 65536, 1024, frozenset(), "host",
+         description="CPU emulation, wave32 (runs the gfx1100-style branches)"),
+    Arch("cpu64", "cpu", "emulator", 64, 65536, 1024, frozenset(), "host",
+         description="CPU emulation, wave64 (runs the gfx950-style branches)"),
+]
+ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
+CPU_ARCHS = ("cpu", "cpu64")
+
+
+def get_arch(name: str | Arch) -> Arch:
+    """The Arch called `name`. Raises ArchError listing the known names for anything else."""
+    if isinstance(name, Arch):
+        return name
+    try:
+        return ARCHS[name]
+    except KeyError:
+        raise ArchError(f"unknown arch {name!r}; known archs: {', '.join(ARCHS)}") from None
+
+
+def cpu_arch(wave_size: int) -> Arch:
+    """The CPU emulation target with the given wave size (32 or 64)."""
+    for a in _ARCHS:
+        if a.vendor == "cpu" and a.wave_size == wave_size:
+            return a
+    raise ArchError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")
