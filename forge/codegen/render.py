@@ -1,0 +1,94 @@
+"""Render a variant's HIP source for an arch: header defines + the target's prelude + the family
+template (+ the CPU entry wrapper). Deterministic: the same inputs give byte-identical source, and
+the whole text (prelude included) is what the store's key hashes.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ..arch import Arch
+from ..errors import RenderError
+from .spec import CTYPES, Variant
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+@functools.lru_cache(maxsize=4)
+def _env(root: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.globals["ctype"] = lambda dtype: CTYPES[dtype]
+    return env
+
+
+def environment(root: Path | None = None) -> jinja2.Environment:
+    """The Jinja2 environment over forge/templates (or `root`), with StrictUndefined."""
+    return _env(str(root or TEMPLATES))
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What a template sees as `kernel`."""
+
+    symbol: str
+    family: str
+    args: tuple
+    barrier_free: bool
+
+    @property
+    def signature(self) -> str:
+        return ", ".join(a.decl for a in self.args)
+
+
+def _header(arch: Arch, kernel: KernelInfo) -> str:
+    lines = [
+        f"// forge kernel {kernel.symbol} for {arch.name} (generated; do not edit)",
+        f"#define WAVE_SIZE {arch.wave_size}",
+        f"#define FORGE_TARGET_{arch.prelude.upper()} 1",
+    ]
+    if kernel.barrier_free:
+        lines.append("#define FORGE_BARRIER_FREE 1")
+    return "\n".join(lines) + "\n"
+
+
+def render(variant: Variant, arch: Arch, root: Path | None = None) -> str:
+    """The complete source of `variant` for `arch`. Raises RenderError naming the template and line."""
+    kernel = KernelInfo(variant.symbol, variant.family, tuple(variant.args), variant.spec.barrier_free)
+    ctx = {"arch": arch, "p": variant.params, "kernel": kernel, "wave": arch.wave_size}
+    ctx.update(variant.spec.context(variant.params, arch))
+    env = environment(root)
+    parts = [_header(arch, kernel)]
+    names = [f"common/prelude_{arch.prelude}.h", variant.spec.template_name()]
+    if arch.vendor == "cpu":
+        names.append("common/entry_cpu.j2")
+    for name in names:
+        try:
+            parts.append(env.get_template(name).render(ctx))
+        except jinja2.TemplateSyntaxError as e:
+            raise RenderError(f"{e.filename or name}:{e.lineno}: template syntax error: {e.message}") from None
+        except jinja2.TemplateNotFound as e:
+            raise RenderError(f"template {e.name} not found under {root or TEMPLATES}") from None
+        except jinja2.UndefinedError as e:
+            raise RenderError(f"{name} for {variant.symbol}: {e.message}") from None
+    return "\n".join(parts)
+
+
+def override_source(symbol: str) -> str | None:
+    """FORGE_OVERRIDE_DIR/<symbol>.hip, if present: a hand-edited source that replaces the rendered one."""
+    d = os.environ.get("FORGE_OVERRIDE_DIR")
+    if not d:
+        return None
+    path = Path(d) / f"{symbol}.hip"
+    return path.read_text() if path.is_file() else None
