@@ -1,0 +1,21 @@
+"""forge: AOT-compiled, JIT-dispatched GPU kernels for LLM inference on AMD GPUs.
+
+The public surface is thin: `build()` fills the code-object store for an arch (what `forge build`
+does); `load()` arrives with the runtime.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+
+def build(arch: str, kernels: list[str] | None = None, cache_dir: str | None = None, jobs: int | None = None,
+          keep_asm: bool = False):
+    """Compile every registered kernel variant for `arch` (optionally only those matching the
+    `kernels` globs) into the store. Returns the list of BuildRecords (status built/cached/failed).
+    Raises ArchError for an unknown arch and ToolchainError when no compiler serves it."""
+    from .arch import get_arch
+    from .codegen.build import build_all
+    from .codegen.store import Store, default_root
+
+    return build_all(get_arch(arch), Store(default_root(cache_dir)), kernels, jobs, keep_asm)

@@ -1,0 +1,5 @@
+"""Kernel families. Importing this package registers every family; one module per family, named
+like its template (forge/templates/<family>.hip.j2), its oracle (tests/oracles/<family>.py) and its
+test (tests/kernels/test_<family>.py)."""
+
+from . import elementwise, rmsnorm, rope, softmax, swiglu  # noqa: F401

@@ -1,0 +1,27 @@
+"""Elementwise scale / add / mul over f32 or f16 vectors."""
+
+from ...arch import Arch
+from ..spec import Arg, KernelSpec, Launch, ceil_div, register
+
+
+class Elementwise(KernelSpec):
+    family = "elementwise"
+    space = {"op": ("scale", "add", "mul"), "dtype": ("f32", "f16"), "block": (256,)}
+    barrier_free = True
+    doc = "y = x*s | a+b | a*b"
+
+    def args(self, p):
+        dt = p["dtype"]
+        if p["op"] == "scale":
+            ins = [Arg.ptr("x", dt, const=True)]
+            tail = [Arg.scalar("s", "f32")]
+        else:
+            ins = [Arg.ptr("a", dt, const=True), Arg.ptr("b", dt, const=True)]
+            tail = []
+        return ins + [Arg.ptr("y", dt)] + tail + [Arg.scalar("n", "i32")]
+
+    def launch(self, p, arch: Arch, *, n: int) -> Launch:
+        return Launch((max(1, ceil_div(n, p["block"])), 1, 1), (p["block"], 1, 1))
+
+
+register(Elementwise())

@@ -1,0 +1,309 @@
+"""Toolchains: turn a rendered source into a code object for one arch.
+
+Each toolchain has an identity (name + version) that enters every cache key. Detection is
+automatic and per vendor:
+  AMD     ROCm's clang + ld.lld (ROCM_PATH or /opt/rocm), then the portable clang of the `ziglang`
+          wheel, then a system clang new enough for the processor (arch.min_clang), with ld.lld
+  NVIDIA  NVRTC through cuda-bindings (compiles with no GPU present); stores cubin, not PTX
+  CPU     the host C++ compiler (CXX, else g++ / c++), against the emulator prelude
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..arch import Arch
+from ..errors import CompileError, ToolchainError
+
+
+@dataclass
+class CompileResult:
+    """What a compile produced: the object, optional assembly listing, the log, resource usage."""
+
+    object_bytes: bytes
+    asm: str | None = None
+    log: str = ""
+    resources: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+class Toolchain:
+    """Base class: `compile()` or raise CompileError with the diagnostics and the source's path."""
+
+    name = "?"
+    vendor = "?"
+    suffix = ".bin"
+    asm_suffix = ".s"
+
+    def __init__(self, version: str):
+        self.version = version
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def flags(self, arch: Arch) -> tuple[str, ...]:
+        return ()
+
+    def compile(self, source: str, arch: Arch, symbol: str, workdir: Path, keep_asm: bool) -> CompileResult:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.identity}>"
+
+
+def _run(cmd: list[str], src_path: Path, what: str) -> str:
+    """Run a compiler command; CompileError with its output and the source path when it fails."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:
+        raise ToolchainError(f"cannot run {cmd[0]}: {e}") from None
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0:
+        raise CompileError(f"{what} failed (exit {proc.returncode}); source: {src_path}\n{out}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- AMD
+class ClangAMD(Toolchain):
+    """clang -cc1 in HIP device mode + ld.lld: a code object with no ROCm headers or device libs."""
+
+    vendor = "amd"
+    suffix = ".co"
+
+    def __init__(self, name: str, clang: list[str], lld: list[str], version: str, major: int):
+        super().__init__(version)
+        self.name, self.clang, self.lld, self.major = name, clang, lld, major
+
+    def flags(self, arch: Arch) -> tuple[str, ...]:
+        return ("-cc1", "-triple", "amdgcn-amd-amdhsa", "-target-cpu", arch.target, "-fcuda-is-device",
+                "-x", "hip", "-std=c++17", "-O3", "-mcode-object-version=5")
+
+    def compile(self, source, arch, symbol, workdir, keep_asm):
+        src = workdir / f"{symbol}.hip"
+        src.write_text(source)
+        obj, co = workdir / f"{symbol}.o", workdir / f"{symbol}.co"
+        flags = list(self.flags(arch))
+        log = _run(self.clang + flags + ["-emit-obj", str(src), "-o", str(obj)], src, f"clang for {arch.name}")
+        log += _run(self.lld + ["-shared", str(obj), "-o", str(co)], src, "ld.lld")
+        asm = None
+        if keep_asm:
+            s = workdir / f"{symbol}.s"
+            _run(self.clang + flags + ["-S", str(src), "-o", str(s)], src, f"clang -S for {arch.name}")
+            asm = s.read_text()
+        data = co.read_bytes()
+        from .codeobject import read_code_object, resources
+        meta = read_code_object(data, str(co))
+        return CompileResult(data, asm, log, resources(meta, symbol))
+
+
+def _clang_version(cmd: list[str]) -> tuple[str, int] | None:
+    try:
+        out = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"clang version (\d+)\.(\d+)\.(\d+)", out)
+    return (m.group(0).split()[-1], int(m.group(1))) if m else None
+
+
+def _zig_toolchain() -> ClangAMD | None:
+    try:
+        import ziglang
+    except ImportError:
+        return None
+    zig = Path(ziglang.__file__).parent / ("zig.exe" if sys.platform == "win32" else "zig")
+    if not zig.exists():
+        return None
+    ver = _clang_version([str(zig), "clang"])
+    if not ver:
+        return None
+    return ClangAMD("zig-clang", [str(zig), "clang"], [str(zig), "ld.lld"], ver[0], ver[1])
+
+
+def _rocm_toolchain() -> ClangAMD | None:
+    root = Path(os.environ.get("ROCM_PATH", "/opt/rocm"))
+    clang, lld = root / "llvm/bin/clang", root / "llvm/bin/ld.lld"
+    if not (clang.exists() and lld.exists()):
+        return None
+    ver = _clang_version([str(clang)])
+    return ClangAMD("rocm-clang", [str(clang)], [str(lld)], ver[0], ver[1]) if ver else None
+
+
+def _system_clangs() -> list[ClangAMD]:
+    found = []
+    for major in range(30, 14, -1):
+        clang, lld = shutil.which(f"clang-{major}"), shutil.which(f"ld.lld-{major}")
+        if clang and lld:
+            ver = _clang_version([clang])
+            if ver:
+                found.append(ClangAMD("clang", [clang], [lld], ver[0], ver[1]))
+    clang, lld = shutil.which("clang"), shutil.which("ld.lld")
+    if clang and lld:
+        ver = _clang_version([clang])
+        if ver:
+            found.append(ClangAMD("clang", [clang], [lld], ver[0], ver[1]))
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def amd_toolchains() -> tuple[ClangAMD, ...]:
+    """Every AMD-capable toolchain found, in order of preference."""
+    return tuple(t for t in [_rocm_toolchain(), _zig_toolchain(), *_system_clangs()] if t)
+
+
+# ------------------------------------------------------------------------------------- NVIDIA
+_PTXAS = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "smem": re.compile(r"(\d+) bytes smem"),
+    "stack": re.compile(r"(\d+) bytes stack frame"),
+    "spills": re.compile(r"(\d+) bytes spill stores"),
+}
+
+
+def ptxas_resources(log: str) -> dict:
+    """The resource dict (same keys as AMD's) from NVRTC's `--ptxas-options=-v` report."""
+    got = {k: (int(m.group(1)) if (m := rx.search(log)) else None) for k, rx in _PTXAS.items()}
+    return {"vgpr": got["registers"], "sgpr": None, "agpr": None, "lds": got["smem"] or 0,
+            "scratch": got["stack"] or 0, "wave": 32, "spills": got["spills"] or 0}
+
+
+class NVRTC(Toolchain):
+    """NVRTC via cuda-bindings: cubin for sm_XX (SASS loads on older 13.x drivers; PTX would not)."""
+
+    name = "nvrtc"
+    vendor = "nvidia"
+    suffix = ".cubin"
+    asm_suffix = ".ptx"
+
+    def flags(self, arch: Arch) -> tuple[str, ...]:
+        return (f"--gpu-architecture={arch.target}", "-std=c++17", "-diag-suppress=177",
+                "--ptxas-options=-v")
+
+    def _program(self, source: str, symbol: str, opts: list[str], src: Path):
+        from cuda.bindings import nvrtc
+        err, prog = nvrtc.nvrtcCreateProgram(source.encode(), f"{symbol}.cu".encode(), 0, [], [])
+        (res,) = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
+        _, n = nvrtc.nvrtcGetProgramLogSize(prog)
+        log = b" " * n
+        nvrtc.nvrtcGetProgramLog(prog, log)
+        log = log.decode(errors="replace").rstrip("\x00").strip()
+        if res != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            nvrtc.nvrtcDestroyProgram(prog)
+            raise CompileError(f"NVRTC failed for {symbol}; source: {src}\n{log}")
+        return prog, log
+
+    def compile(self, source, arch, symbol, workdir, keep_asm):
+        from cuda.bindings import nvrtc
+        src = workdir / f"{symbol}.cu"
+        src.write_text(source)
+        prog, log = self._program(source, symbol, list(self.flags(arch)), src)
+        _, n = nvrtc.nvrtcGetCUBINSize(prog)
+        cubin = b" " * n
+        nvrtc.nvrtcGetCUBIN(prog, cubin)
+        nvrtc.nvrtcDestroyProgram(prog)
+        asm = None
+        if keep_asm:  # PTX comes from a compile for the virtual arch
+            virt = arch.target.replace("sm_", "compute_")
+            opts = [f"--gpu-architecture={virt}", "-std=c++17", "-diag-suppress=177"]
+            p2, _ = self._program(source, symbol, opts, src)
+            _, n = nvrtc.nvrtcGetPTXSize(p2)
+            ptx = b" " * n
+            nvrtc.nvrtcGetPTX(p2, ptx)
+            nvrtc.nvrtcDestroyProgram(p2)
+            asm = ptx.rstrip(b"\x00").decode()
+        return CompileResult(bytes(cubin), asm, log, ptxas_resources(log))
+
+
+@functools.lru_cache(maxsize=1)
+def nvrtc_toolchain() -> NVRTC | None:
+    try:
+        from cuda.bindings import nvrtc
+        err, major, minor = nvrtc.nvrtcVersion()
+    except Exception:  # not installed, or libnvrtc missing: both mean "no NVRTC"
+        return None
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        return None
+    return NVRTC(f"{major}.{minor}")
+
+
+# ---------------------------------------------------------------------------------------- CPU
+class HostCxx(Toolchain):
+    """The host C++ compiler building a shared library the CPU emulator loads."""
+
+    name = "host-c++"
+    vendor = "cpu"
+    suffix = ".so"
+
+    def __init__(self, cxx: str, version: str):
+        super().__init__(version)
+        self.cxx = cxx
+
+    def flags(self, arch: Arch) -> tuple[str, ...]:
+        from ..runtime.cpu_compile import CPU_FLAGS
+        return (self.cxx,) + tuple(CPU_FLAGS)
+
+    def compile(self, source, arch, symbol, workdir, keep_asm):
+        from ..runtime.cpu_compile import compile_cpu
+        out = workdir / f"{symbol}.so"
+        src = workdir / f"{symbol}.cpp"
+        src.write_text(source)
+        compile_cpu(source, out, cxx=self.cxx, src_path=src)
+        asm = None
+        if keep_asm:
+            s = workdir / f"{symbol}.s"
+            _run([self.cxx, *self.flags(arch)[1:], "-S", "-o", str(s), str(src)], src, "host assembly")
+            asm = s.read_text()
+        return CompileResult(out.read_bytes(), asm, "", {})
+
+
+@functools.lru_cache(maxsize=1)
+def host_toolchain() -> HostCxx | None:
+    for cxx in [os.environ.get("CXX"), "g++", "c++", "clang++"]:
+        path = cxx and shutil.which(cxx)
+        if path:
+            try:
+                first = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.splitlines()
+            except OSError:
+                continue
+            return HostCxx(path, first[0].strip() if first else "unknown")
+    return None
+
+
+# ---------------------------------------------------------------------------------- selection
+_HINTS = {
+    "amd": "install the portable clang with `pip install 'forge-kernels[cross]'` (the ziglang wheel), "
+           "or ROCm (set ROCM_PATH), or a system clang + lld new enough for the processor",
+    "nvidia": "install NVRTC with `pip install 'forge-kernels[cuda]'` (cuda-bindings + nvidia-cuda-nvrtc)",
+    "cpu": "install a C++ compiler (e.g. `apt-get install g++`) or set CXX",
+}
+
+
+def toolchain_for(arch: Arch) -> Toolchain:
+    """The preferred toolchain for `arch`; ToolchainError saying what to install when none fits."""
+    if arch.vendor == "amd":
+        for t in amd_toolchains():
+            if t.major >= arch.min_clang:
+                return t
+        have = ", ".join(t.identity for t in amd_toolchains()) or "none"
+        raise ToolchainError(f"no compiler for {arch.name} (needs clang >= {arch.min_clang}; found: {have}); "
+                             + _HINTS["amd"])
+    found = nvrtc_toolchain() if arch.vendor == "nvidia" else host_toolchain()
+    if found is None:
+        raise ToolchainError(f"no compiler for {arch.name}; " + _HINTS[arch.vendor])
+    return found
+
+
+def timed_compile(tc: Toolchain, source: str, arch: Arch, symbol: str, workdir: Path, keep_asm: bool) -> CompileResult:
+    """compile() with its wall time recorded in the result."""
+    t0 = time.perf_counter()
+    res = tc.compile(source, arch, symbol, workdir, keep_asm)
+    res.seconds = time.perf_counter() - t0
+    return res
