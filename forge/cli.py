@@ -109,6 +109,11 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def cmd_demo(args) -> int:
+    from .demo import main as demo
+    return demo()
+
+
 def cmd_info(args) -> int:
     from .model.info import describe
     print(describe(args.model))
@@ -141,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(fn=cmd_cache)
 
     sub.add_parser("doctor", parents=[common], help="show which toolchain serves each arch").set_defaults(fn=cmd_doctor)
+
+    sub.add_parser("demo", parents=[common], help="run kernels on the CPU emulator against numpy").set_defaults(fn=cmd_demo)
 
     i = sub.add_parser("info", parents=[common], help="describe a GGUF model file")
     i.add_argument("model")

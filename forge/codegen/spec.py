@@ -89,6 +89,10 @@ class KernelSpec:
     space: dict[str, tuple] = {}  # parameter name -> allowed values (order fixes symbol spelling)
     barrier_free: bool = False  # no sync_threads and no wave ops: the emulator may skip fibers
     doc: str = ""
+    # Families that share an oracle or a test module name it here (default: the family's stem),
+    # so tests/oracles/<oracle>.py and tests/kernels/<test>.py are still found by name.
+    oracle: str = ""
+    test: str = ""
 
     def valid(self, p: dict, arch: Arch) -> bool:
         """Whether this parameter point exists for `arch` (e.g. a block size over the arch's max)."""
@@ -107,6 +111,12 @@ class KernelSpec:
     # --- derived behaviour, not overridden -------------------------------------------------
     def template_name(self) -> str:
         return self.template or f"{self.family}.hip.j2"
+
+    def oracle_module(self) -> str:
+        return self.oracle or self.family
+
+    def test_module(self) -> str:
+        return self.test or f"test_{self.family}"
 
     def variants(self, arch: Arch) -> list["Variant"]:
         """Every valid variant of the family for `arch`, in a stable order."""

@@ -38,8 +38,8 @@ def test_every_family_has_template_oracle_and_test_by_name():
     for spec in all_specs():
         stem = spec.family
         assert (render_mod.TEMPLATES / spec.template_name()).is_file(), stem
-        assert (ROOT / "tests" / "oracles" / f"{stem}.py").is_file(), f"no oracle for {stem}"
-        assert (ROOT / "tests" / "kernels" / f"test_{stem}.py").is_file(), f"no test for {stem}"
+        assert (ROOT / "tests" / "oracles" / f"{spec.oracle_module()}.py").is_file(), f"no oracle for {stem}"
+        assert (ROOT / "tests" / "kernels" / f"{spec.test_module()}.py").is_file(), f"no test for {stem}"
         assert (ROOT / "forge" / "codegen" / "specs" / f"{stem}.py").is_file(), f"no spec module for {stem}"
 
 

@@ -1,0 +1,58 @@
+"""Every registered variant compiles for gfx1100, gfx950 and sm_90 through the store; AMD objects
+carry the right ELF machine; resource usage is recorded; a second build is all cache hits."""
+
+import pytest
+
+from forge.arch import get_arch
+from forge.codegen.build import ASM_FILE, build_all, compile_variant
+from forge.codegen.codeobject import read_code_object
+from forge.codegen.spec import get_spec, select_variants
+from forge.codegen.store import Store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.mark.parametrize("arch_name", ["gfx1100", "gfx950", "sm_90"])
+def test_every_variant_compiles(store, arch_name):
+    arch = get_arch(arch_name)
+    records = build_all(arch, store, jobs=2)
+    failed = [f"{r.variant.symbol}: {r.error[:2000]}" for r in records if r.status == "failed"]
+    assert not failed, "\n".join(failed)
+    assert len(records) == len(select_variants(arch))
+    for r in records:
+        res = r.entry.meta["resources"]
+        assert res.get("vgpr") is not None, r.variant.symbol  # resource usage was read and recorded
+        data = r.entry.read_object()
+        if arch.vendor == "amd":
+            co = read_code_object(data)
+            assert co.mach == arch.elf_mach, (r.variant.symbol, hex(co.mach))
+            assert any(k.name == r.variant.symbol for k in co.kernels)
+            assert res["wave"] == arch.wave_size
+        else:
+            assert data[:4] == b"\x7fELF"  # a cubin, not PTX text
+    again = build_all(arch, store, jobs=2)
+    assert all(r.status == "cached" for r in again)
+
+
+def test_keep_asm_adds_listing_to_cached_entry(store):
+    arch = get_arch("gfx1100")
+    v = get_spec("rmsnorm").variant(arch, dtype="f32", block=256)
+    entry, _ = compile_variant(v, arch, store)
+    entry, hit = compile_variant(v, arch, store, keep_asm=True)
+    asm = entry.file(ASM_FILE).read_text()
+    assert "s_barrier" in asm and "ds_bpermute_b32" in asm  # block barrier + wave shuffles on RDNA3
+
+
+def test_override_dir_replaces_source_and_changes_key(store, tmp_path, monkeypatch):
+    arch = get_arch("gfx1100")
+    v = get_spec("swiglu").variant(arch, dtype="f32", block=256)
+    plain, _ = compile_variant(v, arch, store)
+    from forge.codegen.build import source_for
+    src, _ = source_for(v, arch)
+    (tmp_path / f"{v.symbol}.hip").write_text(src.replace("1.0f + f_exp(-gv)", "2.0f + f_exp(-gv)"))
+    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
+    over, hit = compile_variant(v, arch, store)
+    assert not hit and over.key != plain.key and over.meta["key_inputs"]["override"] is True

@@ -1,0 +1,16 @@
+"""Oracle for elementwise scale/add/mul: one float32 operation per element, then rounding to the
+storage dtype — exactly what the kernel does, so results must match bit for bit."""
+
+import numpy as np
+
+
+def elementwise(op: str, a: np.ndarray, b, out_dtype) -> np.ndarray:
+    """a, b in their storage dtype (b is the f32 scale for op == "scale")."""
+    a32 = a.astype(np.float32)
+    if op == "scale":
+        r = a32 * np.float32(b)
+    elif op == "add":
+        r = a32 + b.astype(np.float32)
+    else:
+        r = a32 * b.astype(np.float32)
+    return r.astype(out_dtype)
