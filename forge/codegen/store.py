@@ -403,13 +403,14 @@ class Store:
 
 def _dump(entry: Entry) -> None:
     """With FORGE_DUMP_DIR set, copy a newly built entry's files, object and meta into
-    FORGE_DUMP_DIR/<symbol or key>/ for people to read. A failure to dump warns; it never fails
+    FORGE_DUMP_DIR/<symbol>.<arch>/ (or <key>/) for people to read. A failure to dump warns; it never fails
     the build that succeeded."""
     base = os.environ.get("FORGE_DUMP_DIR")
     if not base:
         return
-    symbol = entry.meta.get("symbol")
-    name = symbol if isinstance(symbol, str) and _FILE_RE.fullmatch(symbol) else entry.key
+    symbol, arch = entry.meta.get("symbol"), entry.meta.get("arch")
+    name = f"{symbol}.{arch}" if isinstance(symbol, str) and isinstance(arch, str) else entry.key
+    name = name if _FILE_RE.fullmatch(name) else entry.key
     dest = Path(base) / name
     try:
         dest.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ def inputs(source: str = "kernel source", **kw) -> KeyInputs:
 
 def output(payload: bytes = b"\x7fELF fake code object", symbol: str = "k_f32") -> BuildOutput:
     return BuildOutput(payload, {"source.hip": "extern \"C\" ...", "kernel.s": b"s_endpgm\n"},
-                       {"symbol": symbol, "family": "k", "resources": {"vgpr": 3, "lds": 0}})
+                       {"symbol": symbol, "arch": "gfx1100", "family": "k", "resources": {"vgpr": 3, "lds": 0}})
 
 
 @pytest.fixture
@@ -295,7 +295,7 @@ def test_dump_dir_receives_new_builds_only(store, tmp_path, monkeypatch):
     dump = tmp_path / "dump"
     monkeypatch.setenv("FORGE_DUMP_DIR", str(dump))
     store.get_or_build(inputs(), output)
-    got = dump / "k_f32"
+    got = dump / "k_f32.gfx1100"  # symbol and arch: one kernel built for two archs dumps twice
     assert (got / "source.hip").read_text().startswith("extern")
     assert (got / "kernel.s").exists() and json.loads((got / "meta.json").read_text())["symbol"] == "k_f32"
     (got / "meta.json").unlink()

@@ -1,0 +1,45 @@
+"""The property tests catch real bugs: each mutant below is a plausible mistake, rendered into the
+real kernel source (through FORGE_OVERRIDE_DIR, into a private store), and the rmsnorm property
+test must fail on it at both wave sizes."""
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from forge.codegen.build import source_for
+from forge.codegen.spec import get_spec
+from forge.codegen.store import Store
+from forge.runtime.dispatch import Dispatcher
+from tests.conftest import KernelContext
+from tests.kernels.test_rmsnorm import check_rmsnorm
+
+BARRIER = "  if (lane_id() == 0) scratch[wave_id()] = v;\n  sync_threads();\n"
+MUTANTS = {
+    # the barrier between writing per-wave partials and reading them, removed
+    "barrier_removed": (BARRIER, "  if (lane_id() == 0) scratch[wave_id()] = v;\n"),
+    # the shuffle tree starts at stride 8 instead of WAVE_SIZE/2: lanes 16 apart never meet
+    "tree_starts_at_8": ("for (u32 o = WAVE_SIZE / 2; o > 0; o >>= 1) v += shfl_xor(v, o);",
+                         "for (u32 o = 8; o > 0; o >>= 1) v += shfl_xor(v, o);"),
+    # the sum-of-squares loop stops one element short
+    "off_by_one_tail": ("for (u32 i = tid_x(); i < (u32)ncols; i += 256u) {\n    const float v",
+                        "for (u32 i = tid_x(); i < (u32)ncols - 1; i += 256u) {\n    const float v"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
+    arch = kctx.arch
+    variant = get_spec("rmsnorm").variant(arch, dtype="f32", block=256)
+    source, _ = source_for(variant, arch)
+    old, new = MUTANTS[mutant]
+    assert source.count(old) >= 1, f"mutation site of {mutant} not found: the template changed"
+    (tmp_path / f"{variant.symbol}.hip").write_text(source.replace(old, new, 1))
+    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
+    mctx = KernelContext(kctx.device, arch, Dispatcher(kctx.device, arch, Store(tmp_path / "store")))
+
+    @settings(max_examples=30, database=None)
+    @given(data=st.data())
+    def prop(data):
+        check_rmsnorm(mctx, "f32", data)
+
+    with pytest.raises(AssertionError):
+        prop()
