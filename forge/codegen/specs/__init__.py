@@ -3,3 +3,4 @@ like its template (forge/templates/<family>.hip.j2), its oracle (tests/oracles/<
 test (tests/kernels/test_<family>.py)."""
 
 from . import elementwise, rmsnorm, rope, softmax, swiglu  # noqa: F401
+from . import attn_combine, attn_decode, flash_attn, kv_append  # noqa: F401

@@ -1,0 +1,27 @@
+"""Merge attn_decode's split-K partials into the attention output."""
+
+from ...arch import Arch
+from ..spec import Arg, KernelSpec, Launch, register
+
+
+class AttnCombine(KernelSpec):
+    family = "attn_combine"
+    space = {"block": (128,)}
+    barrier_free = True
+    oracle = "attention"
+    test = "test_attn_decode"
+    doc = "one block per head, threads over head_dim; exact log-sum-exp reweighting"
+
+    def valid(self, p, arch):
+        return p["block"] <= arch.max_threads
+
+    def args(self, p):
+        return [Arg.ptr("part_o", "f32", const=True), Arg.ptr("part_ml", "f32", const=True),
+                Arg.ptr("o", "f32"), Arg.scalar("n_splits", "i32"), Arg.scalar("n_heads", "i32"),
+                Arg.scalar("head_dim", "i32")]
+
+    def launch(self, p, arch: Arch, *, n_heads: int) -> Launch:
+        return Launch((n_heads, 1, 1), (p["block"], 1, 1))
+
+
+register(AttnCombine())

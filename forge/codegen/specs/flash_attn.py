@@ -1,0 +1,56 @@
+"""Prefill attention over the paged KV cache: online softmax, K/V tiles in shared memory, GQA."""
+
+from ...arch import Arch
+from ..spec import Arg, KernelSpec, Launch, ceil_div, register
+from .kv_append import KV_DTYPES
+
+HEAD_DIMS = (64, 80, 96, 128, 256)
+THREADS = 128
+# CUDA caps static shared memory at 48 KiB per block; every tile choice below stays under it.
+STATIC_SMEM_CAP = 48 * 1024
+
+
+def smem_bytes(head_dim: int, bq: int, bk: int) -> int:
+    """Shared memory of common/attn.h's AttnSmem for these tile sizes."""
+    floats = bq * head_dim + bk * (head_dim + 1) + bk * head_dim + bq * bk + 3 * bq
+    return 4 * floats + 4 * bq
+
+
+def kv_dtype_fits(kv: str, head_dim: int) -> bool:
+    """q8_0 rows are whole GGML blocks of 32 (head_dim 80 has no q8_0 variant)."""
+    return kv != "q8_0" or head_dim % 32 == 0
+
+
+class FlashAttn(KernelSpec):
+    family = "flash_attn"
+    space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES, "causal": (False, True)}
+    oracle = "attention"
+    doc = "BQ (token, head) rows of one KV-head group per block, keys in tiles of BK"
+
+    def tiles(self, p) -> tuple[int, int]:
+        """(BQ, BK): query rows per block and keys per tile."""
+        return (16, 32) if p["head_dim"] <= 128 else (8, 16)
+
+    def valid(self, p, arch):
+        bq, bk = self.tiles(p)
+        return kv_dtype_fits(p["kv"], p["head_dim"]) and smem_bytes(p["head_dim"], bq, bk) <= min(
+            arch.lds_bytes, STATIC_SMEM_CAP) and THREADS <= arch.max_threads
+
+    def context(self, p, arch):
+        bq, bk = self.tiles(p)
+        return {"bq": bq, "bk": bk, "nt": THREADS}
+
+    def args(self, p):
+        return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
+                Arg.ptr("v_cache", "u8", const=True), Arg.ptr("block_table", "i32", const=True),
+                Arg.ptr("o", "f32"), Arg.scalar("n_q", "i32"), Arg.scalar("n_heads", "i32"),
+                Arg.scalar("n_kv_heads", "i32"), Arg.scalar("page_size", "i32"),
+                Arg.scalar("kv_len", "i32"), Arg.scalar("n_past", "i32"), Arg.scalar("scale", "f32")]
+
+    def launch(self, p, arch: Arch, *, n_q: int, n_heads: int, n_kv_heads: int) -> Launch:
+        bq, _ = self.tiles(p)
+        rows = n_q * (n_heads // n_kv_heads)
+        return Launch((max(1, ceil_div(rows, bq)), n_kv_heads, 1), (THREADS, 1, 1))
+
+
+register(FlashAttn())
