@@ -1,0 +1,182 @@
+"""Oracles for attention and the KV cache: the storage formats of every KV dtype (encode to the
+exact bytes a kernel must write, decode to float64), paged placement through a block table, and
+float64 attention (GQA, causal with n_past, scale) plus the split-K merge.
+
+The storage codecs are written independently of the kernels: Q8_0 is gguf.quants (GGML's own
+reference, ported), FP8 E4M3 is a nearest-value search over the 256-code table, f16/f32 are numpy
+casts. So the oracle attends over exactly the K/V values the cache holds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+KV_DTYPES = ("f32", "f16", "fp8", "q8_0")
+U32 = 2.0 ** -24
+
+
+def row_bytes(dtype: str, d: int) -> int:
+    """Bytes of one stored row (one token of one KV head) of d values."""
+    return {"f32": 4 * d, "f16": 2 * d, "fp8": d + 4, "q8_0": d // 32 * 34}[dtype]
+
+
+# ------------------------------------------------------------------------------------ FP8 E4M3
+def _fp8_table() -> np.ndarray:
+    """float64 value of each of the 256 E4M3 codes (bias 7, subnormals, S.1111.111 = NaN)."""
+    c = np.arange(256)
+    e, m = (c >> 3) & 15, c & 7
+    mag = np.where(e == 0, m * 2.0 ** -9, (1 + m / 8) * 2.0 ** (e - 7.0))
+    mag = np.where((c & 0x7F) == 0x7F, np.nan, mag)
+    return np.where(c & 0x80, -mag, mag)
+
+
+FP8_VALUES = _fp8_table()
+_POS = FP8_VALUES[:127]  # codes 0..126: the finite non-negative values, increasing
+
+
+def fp8_decode(codes: np.ndarray) -> np.ndarray:
+    return FP8_VALUES[np.asarray(codes, dtype=np.uint8)]
+
+
+def fp8_encode(x: np.ndarray) -> np.ndarray:
+    """Nearest E4M3 code, ties to the even code, saturating at 448; NaN -> S.1111.111."""
+    x = np.asarray(x, dtype=np.float64)
+    a = np.minimum(np.abs(x), 448.0)
+    hi = np.clip(np.searchsorted(_POS, a), 1, 126)
+    lo = hi - 1
+    dl, dh = a - _POS[lo], _POS[hi] - a
+    code = np.where(dl < dh, lo, np.where(dh < dl, hi, np.where(lo % 2 == 0, lo, hi)))
+    code = np.where(a == _POS[hi], hi, code)
+    code = np.where(np.isnan(x), 0x7F, code) | np.where(np.signbit(x), 0x80, 0)
+    return code.astype(np.uint8)
+
+
+def fp8_scale(amax: float) -> np.float32:
+    """The row scale: the smallest power of two s (>= 2^-126) with amax / s <= 448; 1 for a zero
+    or non-finite row."""
+    if not np.isfinite(amax) or amax <= 0:
+        return np.float32(1.0)
+    e = int(np.ceil(np.log2(amax / 448.0)))
+    while amax > 448.0 * 2.0 ** e:
+        e += 1
+    while e > -126 and amax <= 448.0 * 2.0 ** (e - 1):
+        e -= 1
+    return np.float32(2.0 ** max(e, -126))
+
+
+# ------------------------------------------------------------------------------ rows of a dtype
+def kv_encode(x: np.ndarray, dtype: str) -> np.ndarray:
+    """float32 rows [..., d] -> the stored bytes [..., row_bytes] a kernel must write."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    lead, d = x.shape[:-1], x.shape[-1]
+    flat = x.reshape(-1, d)
+    if dtype == "f32":
+        out = flat.view(np.uint8)
+    elif dtype == "f16":
+        out = flat.astype(np.float16).view(np.uint8)
+    elif dtype == "q8_0":
+        import gguf
+        out = gguf.quants.quantize(flat, gguf.GGMLQuantizationType.Q8_0).reshape(len(flat), -1)
+    elif dtype == "fp8":
+        out = np.zeros((len(flat), d + 4), np.uint8)
+        for i, row in enumerate(flat):
+            s = fp8_scale(float(np.max(np.abs(row), initial=0.0)))
+            out[i, :d] = fp8_encode(row.astype(np.float64) / float(s))
+            out[i, d:] = np.array([s], np.float32).view(np.uint8)
+    else:
+        raise ValueError(dtype)
+    return out.reshape(*lead, row_bytes(dtype, d))
+
+
+def kv_decode(rows: np.ndarray, dtype: str, d: int) -> np.ndarray:
+    """Stored bytes [..., row_bytes] -> float64 values [..., d]."""
+    rows = np.ascontiguousarray(rows, dtype=np.uint8)
+    lead = rows.shape[:-1]
+    flat = rows.reshape(-1, rows.shape[-1])
+    if dtype == "f32":
+        out = flat.view(np.float32).astype(np.float64)
+    elif dtype == "f16":
+        out = flat.view(np.float16).astype(np.float64)
+    elif dtype == "q8_0":
+        import gguf
+        out = gguf.quants.dequantize(flat, gguf.GGMLQuantizationType.Q8_0).astype(np.float64).reshape(len(flat), d)
+    elif dtype == "fp8":
+        scale = np.ascontiguousarray(flat[:, d:]).view(np.float32).astype(np.float64)
+        out = fp8_decode(flat[:, :d]) * scale
+    else:
+        raise ValueError(dtype)
+    return out.reshape(*lead, d)
+
+
+def kv_roundtrip(x: np.ndarray, dtype: str) -> np.ndarray:
+    """The float64 values the cache holds after storing x."""
+    return kv_decode(kv_encode(x, dtype), dtype, x.shape[-1])
+
+
+# ---------------------------------------------------------------------------------------- pages
+def place(rows: np.ndarray, block_table: np.ndarray, page_size: int, storage: np.ndarray,
+          positions: np.ndarray | None = None) -> np.ndarray:
+    """Write stored rows [n, n_kv_heads, rb] at positions (default 0..n-1) into a copy of storage
+    [n_pages, n_kv_heads, page_size, rb] through the block table."""
+    out = storage.copy()
+    pos = np.arange(len(rows)) if positions is None else np.asarray(positions)
+    for r, p in zip(rows, pos):
+        out[block_table[p // page_size], :, p % page_size] = r
+    return out
+
+
+def gather(storage: np.ndarray, block_table: np.ndarray, page_size: int, n: int) -> np.ndarray:
+    """Stored rows [n, n_kv_heads, rb] of positions 0..n-1, read through the block table."""
+    return np.stack([storage[block_table[p // page_size], :, p % page_size] for p in range(n)])
+
+
+# ------------------------------------------------------------------------------------ attention
+def attention(q, k, v, scale: float, causal: bool, n_past: int):
+    """float64 attention. q: [n_q, n_heads, d]; k, v: [n_kv, n_kv_heads, d]. Query i (position
+    n_past + i) sees keys j < n_kv, and j <= n_past + i when causal; a query that sees no key
+    gives zeros. Head h reads KV head h // (n_heads // n_kv_heads)."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    kh = np.repeat(k, group, axis=1)  # [n_kv, n_heads, d]
+    vh = np.repeat(v, group, axis=1)
+    s = np.einsum("ihd,jhd->hij", q, kh) * scale
+    vis = np.ones((q.shape[0], k.shape[0]), bool)
+    if causal:
+        vis = np.arange(k.shape[0])[None, :] <= (n_past + np.arange(q.shape[0]))[:, None]
+    s = np.where(vis[None], s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    p = np.where(vis[None], np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
+    den = p.sum(-1, keepdims=True)
+    p = np.divide(p, den, out=np.zeros_like(p), where=den > 0)
+    return np.einsum("hij,jhd->ihd", p, vh)
+
+
+def attention_bound(q, k, v, scale: float, causal: bool, n_past: int):
+    """Per-element error bound [n_q, n_heads, 1] of a float32 kernel against `attention`.
+
+    A score is a d-term float32 dot product: |err| <= gamma_d * scale * sum|q||k| (gamma_d ~ d*u).
+    Softmax weights then carry a relative error of at most 2*max|score err| plus a few ulp of exp
+    and the running-sum/rescale rounding (<= (n_keys + 8)*u), and the P.V sum adds n_keys*u of
+    sum p|v| <= max|v|. So |o - o_ref| <= max|v| * (4*ds + 4*(n_keys + d + 16)*u), with a 2x margin."""
+    q, k, v = (np.abs(np.asarray(a, np.float64)) for a in (q, k, v))
+    group = q.shape[1] // k.shape[1]
+    kh, vh = np.repeat(k, group, axis=1), np.repeat(v, group, axis=1)
+    d, n_kv = q.shape[-1], k.shape[0]
+    vis = np.ones((q.shape[0], n_kv), bool)
+    if causal:
+        vis = np.arange(n_kv)[None, :] <= (n_past + np.arange(q.shape[0]))[:, None]
+    absdot = np.where(vis[None], np.einsum("ihd,jhd->hij", q, kh), 0.0)  # [h, i, j]
+    ds = 2 * (d + 2) * U32 * scale * absdot.max(-1)  # [h, i]
+    vmax = np.where(vis[None, :, :, None], vh.transpose(1, 0, 2)[:, None], 0.0).max(axis=(2, 3))  # [h, i]
+    bound = vmax * (4 * ds + 8 * (n_kv + d + 16) * U32)
+    return bound.T[:, :, None] + 1e-30
+
+
+def combine(part_o, part_ml):
+    """float64 merge of split partials: part_o [S, H, d] (unnormalized), part_ml [S, H, 2] (m, l)."""
+    part_o, part_ml = np.asarray(part_o, np.float64), np.asarray(part_ml, np.float64)
+    m, l = part_ml[..., 0], part_ml[..., 1]
+    mx = m.max(axis=0)
+    w = np.where(np.isneginf(m), 0.0, np.exp(m - np.where(np.isfinite(mx), mx, 0.0)))
+    den = (w * l).sum(0)
+    num = (w[..., None] * part_o).sum(0)
+    return np.divide(num, den[:, None], out=np.zeros_like(num), where=den[:, None] > 0)
