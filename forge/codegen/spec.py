@@ -21,6 +21,8 @@ CTYPES = {
     "u8": "u8", "i8": "i8", "u16": "u16", "i16": "i16",
     "u32": "u32", "i32": "i32", "u64": "u64", "i64": "i64",
 }
+DTYPE_BYTES = {"f32": 4, "f16": 2, "bf16": 2, "u8": 1, "i8": 1, "u16": 2, "i16": 2, "u32": 4, "i32": 4,
+               "u64": 8, "i64": 8}
 # Scalar argument kinds: C spelling and byte size (also the ABI size checked against metadata).
 SCALARS = {"i32": ("i32", 4), "u32": ("u32", 4), "f32": ("float", 4), "i64": ("i64", 8), "u64": ("u64", 8)}
 POINTER_BYTES = 8

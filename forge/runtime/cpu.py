@@ -1,0 +1,279 @@
+"""The CPU emulation backend: the Device protocol over host memory and the emulator runtime
+(forge/runtime/cpu_emulator.cpp). Kernels are the same generated source as for the GPUs, compiled
+by the host C++ compiler against templates/common/prelude_cpu.h.
+
+    dev = CpuDevice(wave_size=64)          # runs the wave64 (gfx950-style) template branches
+    FORGE_EMU_CHECK=1 → checking mode: buffers end at guard pages, an out-of-bounds access raises
+    DeviceError naming the kernel, the argument, the element index, the block and the thread.
+
+Launches run synchronously (a stream only orders, and CPU launches are already ordered).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import struct
+import threading
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..codegen.spec import DTYPE_BYTES, SCALARS
+from ..errors import DeviceError
+from .cpu_compile import build_runtime, load_library
+from .device import check_range
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_U64 = ctypes.c_uint64
+_U32x3 = ctypes.c_uint * 3
+_NO_DAMAGE = -(1 << 63)
+_runtime_lock = threading.Lock()
+_runtimes: dict[str, ctypes.CDLL] = {}
+
+
+def emulator_runtime(store=None, fibers: str = "asm") -> ctypes.CDLL:
+    """The loaded emulator runtime (built into the store on first use). The "asm" runtime is loaded
+    with global symbols, since kernels link against it; "ucontext" only serves measurements."""
+    with _runtime_lock:
+        lib = _runtimes.get(fibers)
+        if lib is None:
+            if store is None:
+                from ..codegen.store import Store, default_root
+                store = Store(default_root())
+            lib = load_library(build_runtime(store, fibers), global_symbols=fibers == "asm")
+            _declare(lib)
+            _runtimes[fibers] = lib
+        return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    vp, u64p = ctypes.c_void_p, ctypes.POINTER(_U64)
+    lib.forge_emu_launch.argtypes = [vp, vp, ctypes.c_uint, vp, vp, vp, _U64, ctypes.c_int,
+                                     ctypes.c_char_p, _U64, u64p]
+    lib.forge_emu_launch.restype = ctypes.c_int
+    lib.forge_emu_alloc.argtypes = [_U64, ctypes.c_int]
+    lib.forge_emu_alloc.restype = vp
+    lib.forge_emu_free.argtypes = [vp, _U64, ctypes.c_int]
+    lib.forge_emu_free.restype = None
+    lib.forge_emu_canary.argtypes = [vp, _U64]
+    lib.forge_emu_canary.restype = ctypes.c_longlong
+    lib.forge_emu_threads.restype = ctypes.c_uint
+    lib.forge_emu_fiber_kind.restype = ctypes.c_char_p
+    lib.forge_emu_bench_switch.argtypes = [_U64]
+    lib.forge_emu_bench_switch.restype = ctypes.c_double
+
+
+class CpuBuffer:
+    """Host memory standing in for device memory. `ptr` is None once freed."""
+
+    __slots__ = ("ptr", "nbytes", "guarded")
+
+    def __init__(self, ptr: int, nbytes: int, guarded: bool):
+        self.ptr, self.nbytes, self.guarded = ptr, nbytes, guarded
+
+    def __repr__(self) -> str:
+        return f"<CpuBuffer {self.nbytes} B at {self.ptr:#x}>" if self.ptr else "<CpuBuffer freed>"
+
+
+class CpuStream:
+    """Launches on the CPU run to completion in order, so a stream has nothing to track."""
+
+
+class CpuFunction:
+    """One kernel entry in a loaded module, with its argument packer built on the first launch."""
+
+    __slots__ = ("symbol", "entry", "tls", "flags", "module", "packer")
+
+    def __init__(self, symbol: str, entry: int, tls: int, flags: int, module: "CpuModule"):
+        self.symbol, self.entry, self.tls, self.flags, self.module = symbol, entry, tls, flags, module
+        self.packer = None
+
+    @property
+    def wave_size(self) -> int:
+        return self.flags & 0xFF
+
+
+class CpuModule:
+    def __init__(self, lib: ctypes.CDLL):
+        self.lib = lib
+
+    def function(self, symbol: str) -> CpuFunction:
+        try:
+            entry = ctypes.cast(getattr(self.lib, f"forge_entry_{symbol}"), ctypes.c_void_p).value
+            tls = ctypes.cast(getattr(self.lib, f"forge_tls_{symbol}"), ctypes.c_void_p).value
+            flags = ctypes.c_uint.in_dll(self.lib, f"forge_flags_{symbol}").value
+        except (AttributeError, ValueError):
+            raise DeviceError(f"module has no kernel {symbol!r} (was it compiled for the cpu arch?)") from None
+        return CpuFunction(symbol, entry, tls, flags, self)
+
+
+# ------------------------------------------------------------------------------ argument packing
+def _f32_bits(v) -> int:
+    return struct.unpack("<I", struct.pack("<f", float(v)))[0]
+
+
+def _int_packer(kind: str):
+    bits = SCALARS[kind][1] * 8
+    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if kind[0] == "i" else (0, (1 << bits) - 1)
+    mask = (1 << bits) - 1
+
+    def pack(v):
+        v = int(v)
+        if not lo <= v <= hi:
+            raise DeviceError(f"{v} does not fit a {kind} argument")
+        return v & mask
+    return pack
+
+
+def _ptr(v) -> int:
+    if v is None:
+        return 0
+    if not isinstance(v, CpuBuffer):
+        raise DeviceError(f"expected a CpuBuffer for a pointer argument, got {type(v).__name__}")
+    if v.ptr is None:
+        raise DeviceError("a pointer argument is a freed buffer")
+    return v.ptr
+
+
+def make_packer(args: Sequence[Any]):
+    """values -> a ctypes array of u64 slots, one per argument (emu_abi.h's calling convention)."""
+    convs = [_ptr if a.is_ptr else _f32_bits if a.kind == "f32" else _int_packer(a.kind) for a in args]
+    names = [a.name for a in args]
+    array_type = _U64 * max(1, len(args))
+
+    def pack(values):
+        try:
+            return array_type(*[c(v) for c, v in zip(convs, values)])
+        except DeviceError as e:
+            i = next(i for i, (c, v) in enumerate(zip(convs, values)) if not _packs(c, v))
+            raise DeviceError(f"argument {names[i]!r}: {e}") from None
+    return pack
+
+
+def _packs(conv, v) -> bool:
+    try:
+        conv(v)
+        return True
+    except (DeviceError, TypeError, ValueError):
+        return False
+
+
+# ----------------------------------------------------------------------------------- the device
+class CpuDevice:
+    """The CPU emulator as a Device. `wave_size` (32 or 64) must match the kernels' arch (cpu or
+    cpu64); `check` (default: FORGE_EMU_CHECK=1) turns on guard pages and fault reports."""
+
+    def __init__(self, wave_size: int = 32, check: bool | None = None, store=None):
+        if wave_size not in (32, 64):
+            raise DeviceError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")
+        self.wave_size = wave_size
+        self.check = os.environ.get("FORGE_EMU_CHECK", "") not in ("", "0") if check is None else check
+        self.name = "cpu"
+        self._rt = emulator_runtime(store)
+        self._err = ctypes.create_string_buffer(1024)
+        self._fault = (_U64 * 8)()
+
+    def __repr__(self) -> str:
+        return f"<CpuDevice wave{self.wave_size}{' checked' if self.check else ''}>"
+
+    @property
+    def threads(self) -> int:
+        """OS threads that run blocks (FORGE_EMU_THREADS, default: all cores)."""
+        return self._rt.forge_emu_threads()
+
+    # ---- memory ---------------------------------------------------------------------------------
+    def alloc(self, nbytes: int) -> CpuBuffer:
+        if nbytes < 0:
+            raise DeviceError(f"cannot allocate {nbytes} bytes")
+        ptr = self._rt.forge_emu_alloc(nbytes, int(self.check))
+        if not ptr:
+            raise DeviceError(f"out of host memory allocating {nbytes} bytes")
+        return CpuBuffer(ptr, nbytes, self.check)
+
+    def free(self, buf: CpuBuffer) -> None:
+        if buf.ptr is None:
+            raise DeviceError("buffer freed twice")
+        self._rt.forge_emu_free(buf.ptr, buf.nbytes, int(buf.guarded))
+        buf.ptr = None
+
+    def _addr(self, buf: CpuBuffer, offset: int, nbytes: int, what: str) -> int:
+        if buf.ptr is None:
+            raise DeviceError(f"{what}: the buffer was freed")
+        check_range(buf, offset, nbytes, what)
+        return buf.ptr + offset
+
+    def upload(self, buf: CpuBuffer, data, offset: int = 0, stream=None) -> None:
+        arr = np.ascontiguousarray(np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data)
+        ctypes.memmove(self._addr(buf, offset, arr.nbytes, "upload"), arr.ctypes.data, arr.nbytes)
+
+    def download(self, buf: CpuBuffer, nbytes: int | None = None, offset: int = 0, stream=None) -> bytes:
+        n = buf.nbytes - offset if nbytes is None else nbytes
+        return ctypes.string_at(self._addr(buf, offset, n, "download"), n)
+
+    def memset(self, buf: CpuBuffer, value: int, nbytes: int | None = None, offset: int = 0, stream=None) -> None:
+        n = buf.nbytes - offset if nbytes is None else nbytes
+        ctypes.memset(self._addr(buf, offset, n, "memset"), value, n)
+
+    def copy(self, dst: CpuBuffer, src: CpuBuffer, nbytes: int, dst_offset: int = 0, src_offset: int = 0,
+             stream=None) -> None:
+        ctypes.memmove(self._addr(dst, dst_offset, nbytes, "copy to"), self._addr(src, src_offset, nbytes, "copy from"),
+                       nbytes)
+
+    # ---- code -----------------------------------------------------------------------------------
+    def load_module(self, data: bytes) -> CpuModule:
+        try:
+            return CpuModule(load_library(data))
+        except OSError as e:
+            raise DeviceError(f"cannot load a CPU kernel library: {e}") from None
+
+    def launch(self, fn: CpuFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
+        if fn.wave_size != self.wave_size:
+            raise DeviceError(f"{fn.symbol} was compiled for wave {fn.wave_size}, this device runs wave {self.wave_size}")
+        if len(values) != len(args):
+            raise DeviceError(f"{fn.symbol}: {len(args)} arguments expected, {len(values)} given")
+        if fn.packer is None:
+            fn.packer = make_packer(args)
+        slots = fn.packer(values)
+        if min(grid) < 0 or min(block) < 1:
+            raise DeviceError(f"{fn.symbol}: bad launch geometry grid={grid} block={block}")
+        rc = self._rt.forge_emu_launch(fn.entry, fn.tls, fn.flags, slots, _U32x3(*grid), _U32x3(*block), shared_bytes,
+                                       int(self.check), self._err, len(self._err), self._fault)
+        if rc == 1:
+            raise DeviceError(f"{fn.symbol}: {self._err.value.decode(errors='replace')}")
+        if rc == 2:
+            raise DeviceError(f"{fn.symbol}: {self._describe_fault(values, args)}")
+        if self.check:
+            self._check_canaries(fn, values, args)
+
+    def create_stream(self) -> CpuStream:
+        return CpuStream()
+
+    def synchronize(self, stream=None) -> None:
+        """Nothing to wait for: every launch has finished when launch() returns."""
+
+    # ---- checking mode --------------------------------------------------------------------------
+    def _describe_fault(self, values, args) -> str:
+        addr, write, *where = list(self._fault)
+        kind = {0: "read", 1: "write"}.get(write, "access")
+        loc = f"block ({where[0]},{where[1]},{where[2]}) thread ({where[3]},{where[4]},{where[5]})"
+        for a, v in zip(args, values):
+            if not (a.is_ptr and isinstance(v, CpuBuffer) and v.ptr):
+                continue
+            end = v.ptr + -(-max(v.nbytes, 1) // 16) * 16
+            first_page = v.ptr - (v.ptr % _PAGE)
+            if end <= addr < end + _PAGE or first_page - _PAGE <= addr < first_page:
+                item = DTYPE_BYTES[a.dtype]
+                rel = addr - v.ptr
+                side = f"{rel - v.nbytes} bytes past its end" if rel >= 0 else f"{-rel} bytes before its start"
+                return (f"out-of-bounds {kind} of argument {a.name!r} ({a.dtype}[{v.nbytes // item}], {v.nbytes} bytes) "
+                        f"at element {rel // item} ({side}) by {loc}")
+        return f"out-of-bounds {kind} at address {addr:#x}, outside every buffer argument, by {loc}"
+
+    def _check_canaries(self, fn: CpuFunction, values, args) -> None:
+        for a, v in zip(args, values):
+            if a.is_ptr and isinstance(v, CpuBuffer) and v.ptr and v.guarded:
+                off = self._rt.forge_emu_canary(v.ptr, v.nbytes)
+                if off != _NO_DAMAGE:
+                    raise DeviceError(f"{fn.symbol}: out-of-bounds write to argument {a.name!r} ({v.nbytes} bytes) at "
+                                      f"byte offset {off} (found after the launch: the thread is not known)")

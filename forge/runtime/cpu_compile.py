@@ -1,0 +1,85 @@
+"""Host compilation for the CPU emulator: kernel sources into shared libraries, and the emulator
+runtime itself (forge/runtime/cpu_emulator.cpp), built once per compiler into the store."""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from ..errors import ToolchainError
+
+# -fno-strict-aliasing: kernels reinterpret buffers through wide types (u32x4 over bytes), which
+# GPU compilers accept; -ffp-contract=off: no fused multiply-add unless the kernel asks (f_fma).
+CPU_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off",
+             "-fno-math-errno", "-w")
+RUNTIME_SRC = Path(__file__).with_name("cpu_emulator.cpp")
+ABI_DIR = Path(__file__).resolve().parent.parent / "templates" / "common"
+
+
+def compile_cpu(source: str, out: Path, cxx: str, src_path: Path, extra: tuple[str, ...] = ()) -> None:
+    """Compile `src_path` (holding `source`) into the shared library `out`; CompileError on failure."""
+    from ..codegen.toolchain import _run
+    if not src_path.exists():
+        src_path.write_text(source)
+    _run([cxx, *CPU_FLAGS, *extra, "-o", str(out), str(src_path), "-lm"], src_path, "host compile")
+
+
+def runtime_source() -> str:
+    """The runtime's source with its ABI header inlined: exactly what is compiled and hashed."""
+    abi = (ABI_DIR / "emu_abi.h").read_text()
+    return RUNTIME_SRC.read_text().replace('#include "emu_abi.h"\n', abi, 1)
+
+
+def build_runtime(store, fibers: str = "asm") -> bytes:
+    """The emulator runtime library (bytes, from the store; compiled on a miss). `fibers` is "asm"
+    (the hand-written switch, on x86-64) or "ucontext" (the portable floor, for measurement)."""
+    from ..codegen.store import BuildOutput, KeyInputs
+    from ..codegen.toolchain import host_toolchain
+    tc = host_toolchain()
+    if tc is None:
+        raise ToolchainError("the CPU emulator needs a C++ compiler: install g++ (apt-get install g++) or set CXX")
+    source = runtime_source()
+    extra = ("-pthread",) + (("-DFORGE_FIBER_UCONTEXT",) if fibers == "ucontext" else ())
+    inputs = KeyInputs(source_sha256=hashlib.sha256(source.encode()).hexdigest(), arch="host",
+                       target="host", toolchain=tc.identity, flags=CPU_FLAGS + extra)
+
+    def build() -> BuildOutput:
+        work = Path(tempfile.mkdtemp(prefix="forge-emu-runtime-"))
+        try:
+            src, out = work / "cpu_emulator.cpp", work / "libforge_emu.so"
+            src.write_text(source)
+            compile_cpu(source, out, tc.cxx, src, extra)
+            return BuildOutput(out.read_bytes(), {"source.cpp": source},
+                               {"family": "emulator-runtime", "symbol": f"libforge_emu_{fibers}",
+                                "arch": "host", "toolchain": tc.identity, "params": {"fibers": fibers}})
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    entry, _ = store.get_or_build(inputs, build)
+    return entry.read_object()
+
+
+_lock = threading.Lock()
+_tmp: list[Path] = []
+
+
+def load_library(data: bytes, global_symbols: bool = False) -> ctypes.CDLL:
+    """dlopen a verified object from memory: written to this process's private 0700 directory under
+    its sha256 (the same bytes load once), then opened there."""
+    with _lock:
+        if not _tmp:
+            _tmp.append(Path(tempfile.mkdtemp(prefix="forge-so-")))
+            import atexit
+            atexit.register(shutil.rmtree, _tmp[0], True)
+        path = _tmp[0] / (hashlib.sha256(data).hexdigest()[:32] + ".so")
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+    mode = os.RTLD_NOW | (os.RTLD_GLOBAL if global_symbols else os.RTLD_LOCAL)
+    return ctypes.CDLL(str(path), mode=mode)

@@ -1,0 +1,145 @@
+// ---- forge prelude: CPU emulator (host C++; the runtime is forge/runtime/cpu_emulator.cpp) ----
+// Each emulated GPU thread is one call of the kernel function on its own fiber. No system headers:
+// everything is on compiler builtins, so a kernel compiles in a fraction of a second.
+{% include "common/emu_abi.h" %}
+// Constant for the life of one emulated thread (one call of the kernel), so the compiler may hoist
+// it; redeclared here, not in emu_abi.h, so the runtime that defines it is not affected.
+extern "C" const struct forge_emu_thread* forge_emu_self(void) __attribute__((const));
+
+typedef unsigned char u8;
+typedef signed char i8;
+typedef unsigned short u16;
+typedef short i16;
+typedef unsigned int u32;
+typedef int i32;
+typedef unsigned long long u64;
+typedef long long i64;
+typedef u16 f16;
+typedef u16 bf16;
+struct __attribute__((aligned(16))) f32x4 { float v[4]; };
+struct __attribute__((aligned(16))) u32x4 { u32 v[4]; };
+struct __attribute__((aligned(8))) u32x2 { u32 v[2]; };
+
+// The runtime's `forge_entry_<symbol>` (common/entry_cpu.j2) calls the kernel once per thread.
+#define KERNEL(max_threads) static void
+#define DEVICE static inline
+// A block runs entirely on one OS thread and blocks on one OS thread run one after another, so a
+// thread_local static is exactly one block's shared memory.
+#define SHARED static thread_local
+#define RESTRICT __restrict__
+#define DYN_SHARED(T, name) T* name = (T*)forge_emu_self()->dyn_smem
+
+DEVICE u32 tid_x() { return forge_emu_self()->tid[0]; }
+DEVICE u32 tid_y() { return forge_emu_self()->tid[1]; }
+DEVICE u32 tid_z() { return forge_emu_self()->tid[2]; }
+DEVICE u32 bid_x() { return forge_emu_self()->bid[0]; }
+DEVICE u32 bid_y() { return forge_emu_self()->bid[1]; }
+DEVICE u32 bid_z() { return forge_emu_self()->bid[2]; }
+DEVICE u32 bdim_x() { return forge_emu_self()->bdim[0]; }
+DEVICE u32 bdim_y() { return forge_emu_self()->bdim[1]; }
+DEVICE u32 bdim_z() { return forge_emu_self()->bdim[2]; }
+DEVICE u32 gdim_x() { return forge_emu_self()->gdim[0]; }
+DEVICE u32 gdim_y() { return forge_emu_self()->gdim[1]; }
+DEVICE u32 gdim_z() { return forge_emu_self()->gdim[2]; }
+DEVICE u32 linear_tid() { return forge_emu_self()->linear; }
+DEVICE u32 lane_id() { return forge_emu_self()->lane; }
+DEVICE u32 wave_id() { return forge_emu_self()->wave; }
+
+// The empty asm tells the compiler that other threads' writes to memory (shared arrays included)
+// become visible across the call, which switches fibers.
+#define FORGE_MEMORY_FENCE() __asm__ __volatile__("" ::: "memory")
+DEVICE void sync_threads() {
+  FORGE_MEMORY_FENCE();
+  forge_emu_sync();
+  FORGE_MEMORY_FENCE();
+}
+
+// ---- wave operations: every live lane of the wave publishes, then each reads its source ----
+DEVICE const u64* forge_exchange(u64 v) {
+  FORGE_MEMORY_FENCE();
+  const u64* all = forge_emu_exchange(v);
+  FORGE_MEMORY_FENCE();
+  return all;
+}
+DEVICE u32 forge_lane_value(const u64* all, u32 src, u32 own) { return src < WAVE_SIZE ? (u32)all[src] : own; }
+DEVICE u32 shfl(u32 v, u32 s) { return forge_lane_value(forge_exchange(v), s, v); }
+DEVICE u32 shfl_xor(u32 v, u32 m) { return forge_lane_value(forge_exchange(v), lane_id() ^ m, v); }
+DEVICE u32 shfl_down(u32 v, u32 d) { return forge_lane_value(forge_exchange(v), lane_id() + d, v); }
+DEVICE u32 shfl_up(u32 v, u32 d) {
+  const u64* all = forge_exchange(v);
+  return lane_id() >= d ? (u32)all[lane_id() - d] : v;
+}
+DEVICE i32 shfl(i32 v, u32 s) { return (i32)shfl((u32)v, s); }
+DEVICE i32 shfl_xor(i32 v, u32 m) { return (i32)shfl_xor((u32)v, m); }
+DEVICE i32 shfl_down(i32 v, u32 d) { return (i32)shfl_down((u32)v, d); }
+DEVICE i32 shfl_up(i32 v, u32 d) { return (i32)shfl_up((u32)v, d); }
+DEVICE float shfl(float v, u32 s) { return __builtin_bit_cast(float, shfl(__builtin_bit_cast(u32, v), s)); }
+DEVICE float shfl_xor(float v, u32 m) { return __builtin_bit_cast(float, shfl_xor(__builtin_bit_cast(u32, v), m)); }
+DEVICE float shfl_down(float v, u32 d) { return __builtin_bit_cast(float, shfl_down(__builtin_bit_cast(u32, v), d)); }
+DEVICE float shfl_up(float v, u32 d) { return __builtin_bit_cast(float, shfl_up(__builtin_bit_cast(u32, v), d)); }
+// Predicates travel as 2|p: bit 1 marks a live lane (exited lanes read as poison, bits 0-1 clear).
+DEVICE u64 wave_ballot(bool p) {
+  const u64* all = forge_exchange(2u | (u32)p);
+  u64 r = 0;
+  for (u32 i = 0; i < WAVE_SIZE; ++i) r |= (all[i] & 1u) << i;
+  return r;
+}
+DEVICE bool wave_any(bool p) { return wave_ballot(p) != 0; }
+DEVICE bool wave_all(bool p) {
+  const u64* all = forge_exchange(2u | (u32)p);
+  for (u32 i = 0; i < WAVE_SIZE; ++i)
+    if ((all[i] & 3u) == 2u) return false;
+  return true;
+}
+
+// ---- atomics: device scope, relaxed; blocks run on several OS threads at once ----
+DEVICE float atomic_add(float* p, float v) {
+  u32* q = (u32*)p;
+  u32 old = __atomic_load_n(q, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(q, &old, __builtin_bit_cast(u32, __builtin_bit_cast(float, old) + v),
+                                      true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return __builtin_bit_cast(float, old);
+}
+DEVICE u32 atomic_add(u32* p, u32 v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+DEVICE i32 atomic_add(i32* p, i32 v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+DEVICE u32 atomic_max(u32* p, u32 v) {
+  u32 old = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  return old;
+}
+DEVICE u32 atomic_cas(u32* p, u32 expected, u32 desired) {
+  __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+  return expected;
+}
+
+// ---- math ----
+DEVICE float f_exp(float x) { return __builtin_expf(x); }
+DEVICE float f_exp2(float x) { return __builtin_exp2f(x); }
+DEVICE float f_log(float x) { return __builtin_logf(x); }
+DEVICE float f_log2(float x) { return __builtin_log2f(x); }
+DEVICE float f_sqrt(float x) { return __builtin_sqrtf(x); }
+DEVICE float f_rsqrt(float x) { return 1.0f / __builtin_sqrtf(x); }
+DEVICE float f_abs(float x) { return __builtin_fabsf(x); }
+DEVICE float f_floor(float x) { return __builtin_floorf(x); }
+DEVICE float f_max(float a, float b) { return __builtin_fmaxf(a, b); }
+DEVICE float f_min(float a, float b) { return __builtin_fminf(a, b); }
+DEVICE float f_fma(float a, float b, float c) { return __builtin_fmaf(a, b, c); }
+DEVICE bool f_isnan(float x) { return __builtin_isnan(x); }
+DEVICE bool f_isinf(float x) { return __builtin_isinf(x); }
+DEVICE float f_inf() { return __builtin_inff(); }
+DEVICE float f_nan() { return __builtin_nanf(""); }
+
+// ---- conversions ----
+DEVICE float bits_f32(u32 b) { return __builtin_bit_cast(float, b); }
+DEVICE u32 f32_bits(float f) { return __builtin_bit_cast(u32, f); }
+DEVICE float f16_to_f32(u16 h) { return (float)__builtin_bit_cast(_Float16, h); }
+DEVICE u16 f32_to_f16(float f) { return __builtin_bit_cast(u16, (_Float16)f); }
+DEVICE float bf16_to_f32(u16 h) { return bits_f32((u32)h << 16); }
+DEVICE u16 f32_to_bf16(float f) {
+  u32 b = f32_bits(f);
+  if (f_isnan(f)) return (u16)((b >> 16) | 0x40);  // keep sign and payload top, force quiet
+  return (u16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);  // round to nearest even
+}
+// ---- end of prelude ----
