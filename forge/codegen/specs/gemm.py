@@ -1,0 +1,38 @@
+"""Y[m, n_rows] = X W^T for many tokens, W in any weight type: a shared-memory tiled kernel that
+decodes a BN x BK tile of W per K step (fused dequant) next to a BM x BK tile of X."""
+
+from ...arch import Arch
+from ..spec import Arg, KernelSpec, Launch, ceil_div, register
+from ..wtypes import WTYPE_NAMES, get_wtype
+
+BM, BN = 32, 32  # tokens and weight rows per block tile
+THREADS = 256  # each thread owns a 2 x 2 patch of the tile
+
+
+def k_step(span: int) -> int:
+    """Columns per K step: a whole number of the type's group spans, at least 32."""
+    return max(32, span)
+
+
+class Gemm(KernelSpec):
+    family = "gemm"
+    space = {"wtype": WTYPE_NAMES}
+    doc = "grid (n_rows/BN, m/BM); X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
+
+    def valid(self, p, arch):
+        return THREADS <= arch.max_threads
+
+    def args(self, p):
+        return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
+                Arg.scalar("m", "i32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
+
+    def launch(self, p, arch: Arch, *, m: int, n_rows: int, n_cols: int) -> Launch:
+        get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
+        return Launch((ceil_div(n_rows, BN), ceil_div(m, BM), 1), (THREADS, 1, 1))
+
+    def context(self, p, arch):
+        wt = get_wtype(p["wtype"])
+        return {"wt": wt, "bm": BM, "bn": BN, "bk": k_step(wt.span), "threads": THREADS}
+
+
+register(Gemm())
