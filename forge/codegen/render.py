@@ -68,20 +68,33 @@ def render(variant: Variant, arch: Arch, root: Path | None = None) -> str:
     kernel = KernelInfo(variant.symbol, variant.family, tuple(variant.args), variant.spec.barrier_free)
     ctx = {"arch": arch, "p": variant.params, "kernel": kernel, "wave": arch.wave_size}
     ctx.update(variant.spec.context(variant.params, arch))
-    env = environment(root)
+    return _assemble(environment(root), arch, kernel, ctx, variant.spec.template_name(), root)
+
+
+def render_inline(body: str, arch: Arch, symbol: str, args, barrier_free: bool = False, **params) -> str:
+    """Source for a kernel written inline (a template string against the vocabulary), with the same
+    header, prelude and entry as a registered family: for experiments and the emulator's own tests.
+    The body sees `kernel`, `arch`, `wave` and `p` (= params)."""
+    kernel = KernelInfo(symbol, symbol, tuple(args), barrier_free)
+    ctx = {"arch": arch, "p": params, "kernel": kernel, "wave": arch.wave_size}
+    env = environment()
+    return _assemble(env, arch, kernel, ctx, env.from_string(body), None)
+
+
+def _assemble(env, arch: Arch, kernel: KernelInfo, ctx: dict, body, root) -> str:
     parts = [_header(arch, kernel)]
-    names = [f"common/prelude_{arch.prelude}.h", variant.spec.template_name()]
+    names = [f"common/prelude_{arch.prelude}.h", body]  # body: a template name, or a compiled Template
     if arch.vendor == "cpu":
         names.append("common/entry_cpu.j2")
     for name in names:
         try:
-            parts.append(env.get_template(name).render(ctx))
+            parts.append((env.get_template(name) if isinstance(name, str) else name).render(ctx))
         except jinja2.TemplateSyntaxError as e:
             raise RenderError(f"{e.filename or name}:{e.lineno}: template syntax error: {e.message}") from None
         except jinja2.TemplateNotFound as e:
             raise RenderError(f"template {e.name} not found under {root or TEMPLATES}") from None
         except jinja2.UndefinedError as e:
-            raise RenderError(f"{name} for {variant.symbol}: {e.message}") from None
+            raise RenderError(f"{name} for {kernel.symbol}: {e.message}") from None
     return "\n".join(parts)
 
 

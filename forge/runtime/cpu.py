@@ -26,7 +26,6 @@ from .device import check_range
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _U64 = ctypes.c_uint64
-_U32x3 = ctypes.c_uint * 3
 _NO_DAMAGE = -(1 << 63)
 _runtime_lock = threading.Lock()
 _runtimes: dict[str, ctypes.CDLL] = {}
@@ -48,9 +47,8 @@ def emulator_runtime(store=None, fibers: str = "asm") -> ctypes.CDLL:
 
 
 def _declare(lib: ctypes.CDLL) -> None:
-    vp, u64p = ctypes.c_void_p, ctypes.POINTER(_U64)
-    lib.forge_emu_launch.argtypes = [vp, vp, ctypes.c_uint, vp, vp, vp, _U64, ctypes.c_int,
-                                     ctypes.c_char_p, _U64, u64p]
+    vp = ctypes.c_void_p
+    lib.forge_emu_launch.argtypes = [vp]
     lib.forge_emu_launch.restype = ctypes.c_int
     lib.forge_emu_alloc.argtypes = [_U64, ctypes.c_int]
     lib.forge_emu_alloc.restype = vp
@@ -109,54 +107,65 @@ class CpuModule:
 
 
 # ------------------------------------------------------------------------------ argument packing
-def _f32_bits(v) -> int:
-    return struct.unpack("<I", struct.pack("<f", float(v)))[0]
-
-
-def _int_packer(kind: str):
-    bits = SCALARS[kind][1] * 8
-    lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if kind[0] == "i" else (0, (1 << bits) - 1)
-    mask = (1 << bits) - 1
-
-    def pack(v):
-        v = int(v)
-        if not lo <= v <= hi:
-            raise DeviceError(f"{v} does not fit a {kind} argument")
-        return v & mask
-    return pack
+# LaunchDesc of cpu_emulator.cpp: entry, tls, err, err_len, fault; flags, check; grid[3], block[3];
+# shared bytes, nargs; then one 8-byte slot per argument (scalars in the low bytes, emu_abi.h).
+_DESC = "<5Q2I3I3I2Q"
+_SLOT = {"ptr": "Q", "f32": "f4x", "i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
+_tls = threading.local()
 
 
 def _ptr(v) -> int:
     if v is None:
         return 0
     if not isinstance(v, CpuBuffer):
-        raise DeviceError(f"expected a CpuBuffer for a pointer argument, got {type(v).__name__}")
+        raise DeviceError(f"expected a CpuBuffer, got {type(v).__name__}")
     if v.ptr is None:
-        raise DeviceError("a pointer argument is a freed buffer")
+        raise DeviceError("the buffer was freed")
     return v.ptr
 
 
-def make_packer(args: Sequence[Any]):
-    """values -> a ctypes array of u64 slots, one per argument (emu_abi.h's calling convention)."""
-    convs = [_ptr if a.is_ptr else _f32_bits if a.kind == "f32" else _int_packer(a.kind) for a in args]
-    names = [a.name for a in args]
-    array_type = _U64 * max(1, len(args))
+class Packer:
+    """Packs (geometry, values) into a LaunchDesc with one struct.pack_into: built once per kernel,
+    so a warm launch costs a few microseconds of Python."""
 
-    def pack(values):
+    def __init__(self, fn: "CpuFunction", args: Sequence[Any], dev: "CpuDevice"):
+        self.args, self.dev = list(args), dev
+        self.struct = struct.Struct(_DESC + "".join(_SLOT[a.kind] for a in args))
+        self.ptrs = tuple(i for i, a in enumerate(args) if a.is_ptr)
+        self.head = (fn.entry, fn.tls, ctypes.addressof(dev._err), len(dev._err), ctypes.addressof(dev._fault),
+                     fn.flags, int(dev.check))
+        self.nargs = len(args)
+
+    def pack(self, grid, block, shared_bytes: int, values) -> int:
+        """The address of this thread's descriptor, filled in."""
+        vals = list(values)
+        for i in self.ptrs:
+            v = vals[i]
+            vals[i] = v.ptr if type(v) is CpuBuffer and v.ptr is not None else self._bad_ptr(i, v)
+        buf = getattr(_tls, "desc", None)
+        if buf is None or len(buf) < self.struct.size:
+            buf = _tls.desc = ctypes.create_string_buffer(max(4096, self.struct.size))
         try:
-            return array_type(*[c(v) for c, v in zip(convs, values)])
+            self.struct.pack_into(buf, 0, *self.head, *grid, *block, shared_bytes, self.nargs, *vals)
+        except struct.error:
+            self._explain(values)
+            raise
+        return ctypes.addressof(buf)
+
+    def _bad_ptr(self, i: int, v) -> int:
+        try:
+            return _ptr(v)
         except DeviceError as e:
-            i = next(i for i, (c, v) in enumerate(zip(convs, values)) if not _packs(c, v))
-            raise DeviceError(f"argument {names[i]!r}: {e}") from None
-    return pack
+            raise DeviceError(f"argument {self.args[i].name!r}: {e}") from None
 
-
-def _packs(conv, v) -> bool:
-    try:
-        conv(v)
-        return True
-    except (DeviceError, TypeError, ValueError):
-        return False
+    def _explain(self, values) -> None:
+        for a, v in zip(self.args, values):
+            if a.is_ptr:
+                continue
+            try:
+                struct.pack("<" + _SLOT[a.kind], v)
+            except struct.error:
+                raise DeviceError(f"argument {a.name!r}: {v!r} does not fit a {a.kind} argument") from None
 
 
 # ----------------------------------------------------------------------------------- the device
@@ -228,17 +237,21 @@ class CpuDevice:
             raise DeviceError(f"cannot load a CPU kernel library: {e}") from None
 
     def launch(self, fn: CpuFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
-        if fn.wave_size != self.wave_size:
-            raise DeviceError(f"{fn.symbol} was compiled for wave {fn.wave_size}, this device runs wave {self.wave_size}")
-        if len(values) != len(args):
-            raise DeviceError(f"{fn.symbol}: {len(args)} arguments expected, {len(values)} given")
-        if fn.packer is None:
-            fn.packer = make_packer(args)
-        slots = fn.packer(values)
-        if min(grid) < 0 or min(block) < 1:
-            raise DeviceError(f"{fn.symbol}: bad launch geometry grid={grid} block={block}")
-        rc = self._rt.forge_emu_launch(fn.entry, fn.tls, fn.flags, slots, _U32x3(*grid), _U32x3(*block), shared_bytes,
-                                       int(self.check), self._err, len(self._err), self._fault)
+        packer = fn.packer
+        if packer is None or packer.dev is not self:
+            if fn.wave_size != self.wave_size:
+                raise DeviceError(f"{fn.symbol} was compiled for wave {fn.wave_size}, this device runs wave "
+                                  f"{self.wave_size}")
+            packer = fn.packer = Packer(fn, args, self)
+        if len(values) != packer.nargs:
+            raise DeviceError(f"{fn.symbol}: {packer.nargs} arguments expected, {len(values)} given")
+        try:
+            desc = packer.pack(grid, block, shared_bytes, values)
+        except DeviceError as e:
+            raise DeviceError(f"{fn.symbol}: {e}") from None
+        except struct.error:
+            raise DeviceError(f"{fn.symbol}: bad launch geometry grid={grid} block={block}") from None
+        rc = self._rt.forge_emu_launch(desc)
         if rc == 1:
             raise DeviceError(f"{fn.symbol}: {self._err.value.decode(errors='replace')}")
         if rc == 2:

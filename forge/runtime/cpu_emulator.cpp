@@ -374,7 +374,7 @@ void run_job(Worker* w, Job* j) {
   w->job = j;
   w->fibers = j->fibers;
   if (w->dyn.size() < j->shared + 16) w->dyn.resize(j->shared + 16);
-  if (sigsetjmp(w->escape, 1) == 0) {
+  if (sigsetjmp(w->escape, 0) == 0) {  // no mask save: SA_NODEFER leaves it as is
     for (;;) {
       const u64 b = j->next.fetch_add(1);
       if (b >= j->nblocks || j->failed.load(std::memory_order_relaxed)) break;
@@ -524,26 +524,37 @@ const unsigned long long* forge_emu_exchange(unsigned long long v) {
   return wv.slots[p];
 }
 
+// One launch, as the Python side packs it (struct format in forge/runtime/cpu.py): one pointer
+// argument instead of a dozen keeps the ctypes call cheap.
+struct LaunchDesc {
+  u64 entry, tls_touch;    // forge_entry_<symbol>, forge_tls_<symbol>
+  u64 err, err_len, fault; // where to report: a message buffer; u64[8] fault record
+  unsigned flags, check;
+  unsigned grid[3], block[3];
+  u64 shared_bytes, nargs;
+  u64 slots[];             // one per kernel argument (emu_abi.h)
+};
+
 // Run a whole grid. Returns 0, or 1 with a message in err, or 2 for a checking-mode fault with
 // fault[] = {address, write (1/0/-1), block x y z, thread x y z}.
-int forge_emu_launch(forge_emu_entry entry, void* (*tls_touch)(void), unsigned flags, const u64* slots, const unsigned* grid,
-                     const unsigned* block, u64 shared_bytes, int check, char* err, u64 err_len, u64* fault) {
+int forge_emu_launch(const LaunchDesc* d) {
+  char* err = (char*)d->err;
   Job j;
-  j.entry = entry;
-  j.tls_touch = tls_touch;
-  j.slots = slots;
-  for (int d = 0; d < 3; ++d) {
-    j.grid[d] = grid[d];
-    j.block[d] = block[d];
+  j.entry = (forge_emu_entry)d->entry;
+  j.tls_touch = (TlsTouch)d->tls_touch;
+  j.slots = d->slots;
+  for (int k = 0; k < 3; ++k) {
+    j.grid[k] = d->grid[k];
+    j.block[k] = d->block[k];
   }
-  j.shared = shared_bytes;
-  j.wave = flags & 0xffu;
-  j.fibers = !(flags & FORGE_EMU_BARRIER_FREE);
-  j.check = check != 0;
-  j.nblocks = (u64)grid[0] * grid[1] * grid[2];
-  const u64 n = (u64)block[0] * block[1] * block[2];
+  j.shared = d->shared_bytes;
+  j.wave = d->flags & 0xffu;
+  j.fibers = !(d->flags & FORGE_EMU_BARRIER_FREE);
+  j.check = d->check != 0;
+  j.nblocks = (u64)j.grid[0] * j.grid[1] * j.grid[2];
+  const u64 n = (u64)j.block[0] * j.block[1] * j.block[2];
   if (n == 0 || n > kMaxThreads || (j.wave != 32 && j.wave != 64)) {
-    snprintf(err, err_len, "bad launch: %llu threads per block (1..%u), wave size %u", n, kMaxThreads, j.wave);
+    snprintf(err, d->err_len, "bad launch: %llu threads per block (1..%u), wave size %u", n, kMaxThreads, j.wave);
     return 1;
   }
   if (j.nblocks == 0) return 0;
@@ -554,11 +565,11 @@ int forge_emu_launch(forge_emu_entry entry, void* (*tls_touch)(void), unsigned f
     Pool::get().run(&j);
   }
   if (j.faulted) {
-    for (int i = 0; i < 8; ++i) fault[i] = j.fault[i];
+    for (int k = 0; k < 8; ++k) ((u64*)d->fault)[k] = j.fault[k];
     return 2;
   }
   if (j.failed.load()) {
-    snprintf(err, err_len, "%s", j.err);
+    snprintf(err, d->err_len, "%s", j.err);
     return 1;
   }
   return 0;

@@ -178,3 +178,25 @@ def test_block_table_on_the_real_device(kctx):
     table = np.frombuffer(dev.download(c.block_table("s"), 4 * 7), np.int32)
     np.testing.assert_array_equal(table, [5, 1, 8, 0, 2, 7, 3])
     c.close()
+
+
+def test_docs_bytes_per_token_table_is_right():
+    """docs/KVCACHE.md's bytes-per-token table says what bytes_per_token computes."""
+    import re
+    from pathlib import Path
+    doc = (Path(__file__).parents[2] / "docs" / "KVCACHE.md").read_text()
+    section = doc[doc.index("## Bytes per token"):doc.index("## Kernels")]
+    shape, rows = None, 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 6 or cells[1] not in KV_DTYPES:
+            continue
+        if cells[0]:
+            m = re.search(r"(\d+) layers, (\d+) KV heads, head_dim (\d+)", cells[0])
+            shape = tuple(int(g) for g in m.groups())
+        dtype, rb, bpt = cells[1], int(cells[2]), int(cells[3].replace(",", ""))
+        assert rb == row_bytes(dtype, shape[2]), line
+        assert bpt == bytes_per_token(dtype, *shape), line
+        assert abs(float(cells[4]) - bpt / 1024) < 0.01 and abs(float(cells[5]) - bpt * 8192 / 2**20) < 0.1, line
+        rows += 1
+    assert rows == 8

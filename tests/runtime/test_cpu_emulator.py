@@ -1,0 +1,344 @@
+"""The emulator's GPU semantics, tested directly with inline kernels at wave 32 and 64: barriers are
+real (a scan that is only right with them), wave operations act on waves of the target's size,
+shared memory is per block, atomics are atomic across blocks on different OS threads, and the
+checking mode reports out-of-bounds accesses with the kernel, argument, index, block and thread."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from forge.arch import cpu_arch
+from forge.codegen.spec import Arg
+from forge.errors import DeviceError
+from forge.runtime.cpu import CpuDevice
+from tests.conftest import KernelContext
+from tests.runtime.inline import compile_inline, launch
+
+# ----------------------------------------------------------------------------- block-wide scan
+SCAN = """
+KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
+  SHARED float buf[1024];
+  const u32 t = tid_x(), base = bid_x() * bdim_x();
+  buf[t] = x[base + t];
+{% if p.barriers %}  sync_threads();{% endif %}
+  for (u32 off = 1; off < bdim_x(); off <<= 1) {
+    const float add = t >= off ? buf[t - off] : 0.0f;
+{% if p.barriers %}    sync_threads();{% endif %}
+    buf[t] += add;
+{% if p.barriers %}    sync_threads();{% endif %}
+  }
+  y[base + t] = buf[t];
+}
+"""
+SCAN_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32")]
+
+
+def scan(kctx, x, block, barriers):
+    fn = compile_inline(kctx, SCAN, SCAN_ARGS, barriers=barriers)
+    grid = x.size // block
+    return launch(kctx, fn, SCAN_ARGS, {"x": x, "y": np.zeros_like(x)}, (grid, 1, 1), (block, 1, 1), outs=["y"])["y"]
+
+
+@given(block=st.integers(1, 1024), grid=st.integers(1, 5), data=st.data())
+def test_block_scan_with_barriers_is_exact(kctx, block, grid, data):
+    x = np.array(data.draw(st.lists(st.integers(-8, 8), min_size=block * grid, max_size=block * grid)), np.float32)
+    got = scan(kctx, x, block, barriers=True)
+    np.testing.assert_array_equal(got, np.cumsum(x.reshape(grid, block), axis=1).ravel())  # small ints: exact
+
+
+@pytest.mark.parametrize("block", [2 * 64, 256, 1000])
+def test_block_scan_without_barriers_is_wrong(kctx, block):
+    x = np.ones(block, np.float32)
+    got = scan(kctx, x, block, barriers=False)
+    assert not np.array_equal(got, np.cumsum(x)), "the emulator hid a missing barrier"
+
+
+# ---------------------------------------------------------------------------------- wave ops
+WAVE_OPS = """
+KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 t = tid_x();
+  const float v = x[t];
+  float s = v;
+  for (u32 o = WAVE_SIZE / 2; o > 0; o >>= 1) s += shfl_xor(s, o);
+  out[t * 8 + 0] = f32_bits(s);
+  out[t * 8 + 1] = f32_bits(shfl(v, (u32)src[t]));
+  out[t * 8 + 2] = f32_bits(shfl_down(v, delta));
+  out[t * 8 + 3] = f32_bits(shfl_up(v, delta));
+  const u64 b = wave_ballot(v > 0.0f);
+  out[t * 8 + 4] = (u32)(b & 0xffffffffu);
+  out[t * 8 + 5] = (u32)(b >> 32);
+  out[t * 8 + 6] = wave_any(v > 0.0f) ? 1u : 0u;
+  out[t * 8 + 7] = wave_all(v > 0.0f) ? 1u : 0u;
+}
+"""
+WAVE_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("src", "i32", const=True), Arg.ptr("out", "u32"),
+             Arg.scalar("delta", "u32")]
+
+
+def wave_model(x, src, delta, W):
+    """What each lane must see, as (4 floats, 4 integers) per lane: waves are consecutive runs of W threads; the last may be partial
+    (its missing lanes are inactive: they add nothing to a ballot, and only shuffles from them
+    are undefined, so the test never reads one)."""
+    n = x.size
+    out = np.zeros((n, 8), object)
+    for w0 in range(0, n, W):
+        lanes = x[w0:w0 + W]
+        m = lanes.size
+        for lane in range(m):
+            t = w0 + lane
+            out[t, 0] = lanes.sum()  # full butterfly over an entire wave (m == W is asserted)
+            s = src[t]
+            out[t, 1] = lanes[s] if s < W else x[t]
+            out[t, 2] = lanes[lane + delta] if lane + delta < W else x[t]
+            out[t, 3] = lanes[lane - delta] if lane >= delta else x[t]
+            bits = sum(1 << i for i in range(m) if lanes[i] > 0)
+            out[t, 4], out[t, 5] = bits & 0xFFFFFFFF, bits >> 32
+            out[t, 6], out[t, 7] = int(bits != 0), int(bits == (1 << m) - 1)
+    return out[:, :4].astype(np.float32), out[:, 4:].astype(np.uint64)
+
+
+@given(nwaves=st.integers(1, 4), data=st.data())
+def test_wave_operations_act_on_waves_of_the_target_size(kctx, nwaves, data):
+    W = kctx.arch.wave_size
+    n = nwaves * W
+    x = np.array(data.draw(st.lists(st.sampled_from([-2.0, -1.0, 1.0, 2.0, 4.0]), min_size=n, max_size=n)), np.float32)
+    src = np.array(data.draw(st.lists(st.integers(0, W + 3), min_size=n, max_size=n)), np.int32)
+    delta = data.draw(st.integers(0, W + 1))
+    fn = compile_inline(kctx, WAVE_OPS, WAVE_ARGS)
+    out = launch(kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": delta},
+                 (1, 1, 1), (n, 1, 1), outs=["out"])["out"].reshape(n, 8)
+    floats, ints = wave_model(x.astype(np.float64), src, delta, W)
+    np.testing.assert_array_equal(out[:, :4].view(np.float32), floats)  # small integers: sums are exact
+    np.testing.assert_array_equal(out[:, 4:], ints)
+
+
+def test_partial_wave_ballot_counts_only_live_lanes(kctx):
+    W = kctx.arch.wave_size
+    n = W + 5  # the second wave has 5 lanes
+    x = np.ones(n, np.float32)
+    src = np.zeros(n, np.int32)
+    fn = compile_inline(kctx, WAVE_OPS, WAVE_ARGS)
+    out = launch(kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": 0},
+                 (1, 1, 1), (n, 1, 1), outs=["out"])["out"].reshape(n, 8)
+    assert out[W, 4] == 0b11111 and out[W, 7] == 1.0  # ballot of 5 live lanes; all() over live lanes
+
+
+def test_lane_and_wave_ids_follow_linear_thread_index(kctx):
+    body = """
+KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 t = linear_tid();
+  const u32 g = t + bdim_x() * bdim_y() * bdim_z() * (bid_x() + gdim_x() * (bid_y() + gdim_y() * bid_z()));
+  out[g * 4 + 0] = tid_x() + 100 * tid_y() + 10000 * tid_z();
+  out[g * 4 + 1] = bid_x() + 100 * bid_y() + 10000 * bid_z();
+  out[g * 4 + 2] = lane_id();
+  out[g * 4 + 3] = wave_id();
+}
+"""
+    args = [Arg.ptr("out", "u32")]
+    fn = compile_inline(kctx, body, args, barrier_free=True)
+    grid, block = (3, 2, 2), (5, 4, 3)
+    nb, nt = 12, 60
+    out = launch(kctx, fn, args, {"out": np.zeros(nb * nt * 4, np.uint32)}, grid, block, outs=["out"])["out"]
+    out = out.reshape(2, 2, 3, 3, 4, 5, 4)  # bz by bx tz ty tx field
+    tz, ty, tx = np.meshgrid(range(3), range(4), range(5), indexing="ij")
+    lin = tx + 5 * (ty + 4 * tz)
+    W = kctx.arch.wave_size
+    for bz, by, bx in np.ndindex(2, 2, 3):
+        blk = out[bz, by, bx]
+        np.testing.assert_array_equal(blk[..., 0], tx + 100 * ty + 10000 * tz)
+        assert np.all(blk[..., 1] == bx + 100 * by + 10000 * bz)
+        np.testing.assert_array_equal(blk[..., 2], lin % W)
+        np.testing.assert_array_equal(blk[..., 3], lin // W)
+
+
+# ----------------------------------------------------------------------------- shared memory
+DYN = """
+KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
+  DYN_SHARED(float, smem);
+  SHARED u32 stat[4];
+  const u32 t = tid_x();
+  if (t == 0) { out[bid_x() * 4 + 0] = f_isnan(smem[5]) ? 1u : 0u; out[bid_x() * 4 + 1] = stat[2]; }
+  sync_threads();
+  smem[t] = (float)(bid_x() * 1000 + t);
+  if (t < 4) stat[t] = bid_x();
+  sync_threads();
+  if (t == 0) {
+    float s = 0.0f;
+    for (u32 i = 0; i < bdim_x(); ++i) s += smem[i];
+    out[bid_x() * 4 + 2] = (u32)s;
+    out[bid_x() * 4 + 3] = stat[3];
+  }
+}
+"""
+
+
+def test_shared_memory_is_per_block_and_starts_poisoned(kctx):
+    args = [Arg.ptr("out", "u32")]
+    fn = compile_inline(kctx, DYN, args)
+    grid, block = 40, 96
+    out = launch(kctx, fn, args, {"out": np.zeros(grid * 4, np.uint32)}, (grid, 1, 1), (block, 1, 1),
+                 shared=block * 4, outs=["out"])["out"].reshape(grid, 4)
+    b = np.arange(grid)
+    assert np.all(out[:, 0] == 1), "dynamic shared memory must read as NaN before it is written"
+    assert np.all(out[:, 1] == 0xFFFFFFFF), "static shared memory must be poisoned at block start"
+    np.testing.assert_array_equal(out[:, 2], b * 1000 * block + block * (block - 1) // 2)
+    np.testing.assert_array_equal(out[:, 3], b)
+
+
+# ----------------------------------------------------------------------------------- atomics
+ATOMICS = """
+KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 g = bid_x() * bdim_x() + tid_x();
+  atomic_add(&counts[0], 1u);
+  atomic_add(&fsum[0], 1.0f);
+  atomic_max(&counts[1], g);
+  const u32 ticket = atomic_add(&counts[2], 1u);
+  order[ticket] = g;
+  atomic_add((i32*)&counts[3], -1);
+  u32 seen = atomic_cas(&counts[4], 0u, g + 1);  // exactly one thread wins
+  if (seen == 0) atomic_add(&counts[5], 1u);
+}
+"""
+
+
+def test_atomics_are_atomic_across_blocks_on_all_threads(kctx):
+    args = [Arg.ptr("counts", "u32"), Arg.ptr("fsum", "f32"), Arg.ptr("order", "u32")]
+    fn = compile_inline(kctx, ATOMICS, args, barrier_free=True)
+    grid, block = 64, 256
+    n = grid * block
+    out = launch(kctx, fn, args, {"counts": np.zeros(6, np.uint32), "fsum": np.zeros(1, np.float32),
+                                  "order": np.zeros(n, np.uint32)}, (grid, 1, 1), (block, 1, 1),
+                 outs=["counts", "fsum", "order"])
+    c = out["counts"]
+    assert c[0] == n and c[1] == n - 1 and c[2] == n and c[3] == (-n) & 0xFFFFFFFF and c[5] == 1
+    assert out["fsum"][0] == n  # every partial sum is an integer below 2^24: exact
+    np.testing.assert_array_equal(np.sort(out["order"]), np.arange(n))  # each ticket handed out once
+
+
+# ------------------------------------------------------------------------------ misuse errors
+def test_wave_operation_in_divergent_code_is_reported(kctx):
+    body = """
+KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
+  float v = 1.0f;
+  if (lane_id() < 3) v = shfl_xor(v, 1u);
+  sync_threads();
+  y[tid_x()] = v;
+}
+"""
+    args = [Arg.ptr("y", "f32")]
+    fn = compile_inline(kctx, body, args)
+    with pytest.raises(DeviceError, match="divergent"):
+        launch(kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
+
+
+def test_barrier_free_kernel_that_syncs_is_reported(kctx):
+    body = """
+KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) { sync_threads(); y[tid_x()] = 1.0f; }
+"""
+    args = [Arg.ptr("y", "f32")]
+    fn = compile_inline(kctx, body, args, barrier_free=True)
+    with pytest.raises(DeviceError, match="barrier_free"):
+        launch(kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
+
+
+def test_exited_threads_count_as_arrived_at_a_barrier(kctx):
+    body = """
+KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
+  SHARED float s[256];
+  if (tid_x() >= n) return;
+  s[tid_x()] = 2.0f;
+  sync_threads();
+  y[tid_x()] = s[(tid_x() + 1) % n];
+}
+"""
+    args = [Arg.ptr("y", "f32"), Arg.scalar("n", "u32")]
+    fn = compile_inline(kctx, body, args)
+    y = launch(kctx, fn, args, {"y": np.zeros(256, np.float32), "n": 100}, (1, 1, 1), (256, 1, 1), outs=["y"])["y"]
+    assert np.all(y[:100] == 2.0) and np.all(y[100:] == 0.0)
+
+
+def test_bad_launches_are_refused(kctx):
+    args = [Arg.ptr("y", "f32"), Arg.scalar("n", "u32")]
+    fn = compile_inline(kctx, "KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) { y[0] = n; }", args,
+                        barrier_free=True)
+    dev = kctx.device
+    buf = dev.alloc(4)
+    try:
+        with pytest.raises(DeviceError, match="threads per block"):
+            dev.launch(fn, (1, 1, 1), (2048, 1, 1), 0, [buf, 1], args)
+        with pytest.raises(DeviceError, match="does not fit"):
+            dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, -1], args)
+        with pytest.raises(DeviceError, match="CpuBuffer"):
+            dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [np.zeros(1), 1], args)
+        other = CpuDevice(wave_size=96 - kctx.arch.wave_size)
+        with pytest.raises(DeviceError, match="compiled for wave"):
+            other.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, 1], args)
+    finally:
+        dev.free(buf)
+    with pytest.raises(DeviceError, match="freed"):
+        dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, 1], args)
+
+
+# ----------------------------------------------------------------------------- checking mode
+OOB = """
+KERNEL(128) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 i = bid_x() * bdim_x() + tid_x();
+  if (i <= n) y[i] = x[i] * 2.0f;   // off by one: i == n is out of bounds
+}
+"""
+OOB_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"), Arg.scalar("n", "u32")]
+
+
+@pytest.fixture(scope="module")
+def checked():
+    return {w: KernelContext(CpuDevice(wave_size=w, check=True), cpu_arch(w), None) for w in (32, 64)}
+
+
+@pytest.mark.parametrize("n", [256, 1000])  # 1000 floats end exactly at a guard page; 256 too
+def test_out_of_bounds_read_is_reported_with_kernel_argument_and_index(checked, kctx, n):
+    ctx = checked[kctx.arch.wave_size]
+    fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
+    with pytest.raises(DeviceError) as e:
+        launch(ctx, fn, OOB_ARGS, {"x": np.ones(n, np.float32), "y": np.zeros(n + 1, np.float32), "n": n},
+               (n // 128 + 1, 1, 1), (128, 1, 1))
+    msg = str(e.value)
+    assert fn.symbol in msg and "'x'" in msg and f"element {n}" in msg and "read" in msg
+    assert f"block ({n // 128},0,0) thread ({n % 128},0,0)" in msg
+
+
+def test_out_of_bounds_write_is_reported(checked, kctx):
+    ctx = checked[kctx.arch.wave_size]
+    fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
+    n = 512
+    with pytest.raises(DeviceError, match=r"out-of-bounds write of argument 'y'.*element 512"):
+        launch(ctx, fn, OOB_ARGS, {"x": np.ones(n + 4, np.float32), "y": np.zeros(n, np.float32), "n": n},
+               (n // 128 + 1, 1, 1), (128, 1, 1))
+
+
+def test_write_into_alignment_slack_is_found_by_canaries(checked, kctx):
+    ctx = checked[kctx.arch.wave_size]
+    fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
+    n = 13  # 52 bytes: the first byte past the end is alignment slack, not the guard page
+    with pytest.raises(DeviceError, match=r"argument 'y'.*byte offset 52"):
+        launch(ctx, fn, OOB_ARGS, {"x": np.ones(n + 3, np.float32), "y": np.zeros(n, np.float32), "n": n},
+               (1, 1, 1), (128, 1, 1))
+
+
+def test_in_bounds_kernel_passes_checking_mode(checked, kctx):
+    ctx = checked[kctx.arch.wave_size]
+    fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
+    n = 300
+    y = launch(ctx, fn, OOB_ARGS, {"x": np.ones(n + 1, np.float32), "y": np.zeros(n + 1, np.float32), "n": n},
+               (3, 1, 1), (128, 1, 1), outs=["y"])["y"]
+    assert np.all(y == 2.0)
+
+
+@settings(max_examples=5)
+@given(st.integers(1, 3000))
+def test_checked_buffers_round_trip(checked, n):
+    dev = checked[32].device
+    data = np.random.default_rng(n).integers(0, 255, n, dtype=np.uint8)
+    buf = dev.alloc(n)
+    dev.upload(buf, data)
+    assert dev.download(buf) == data.tobytes()
+    dev.free(buf)
