@@ -2,9 +2,10 @@
 exact bytes a kernel must write, decode to float64), paged placement through a block table, and
 float64 attention (GQA, causal with n_past, scale) plus the split-K merge.
 
-The storage codecs are written independently of the kernels: Q8_0 is gguf.quants (GGML's own
-reference, ported), FP8 E4M3 is a nearest-value search over the 256-code table, f16/f32 are numpy
-casts. So the oracle attends over exactly the K/V values the cache holds."""
+The storage codecs are independent of the kernels: Q8_0 is gguf.quants (GGML's reference, ported),
+FP8 E4M3 is a nearest-value search over the 256-code table (test_kv_append cross-checks it with
+forge.quant.mx, the project's MX codec), f16/f32 are numpy casts. So the oracle attends over
+exactly the K/V values the cache holds."""
 
 from __future__ import annotations
 
@@ -38,7 +39,8 @@ def fp8_decode(codes: np.ndarray) -> np.ndarray:
 
 
 def fp8_encode(x: np.ndarray) -> np.ndarray:
-    """Nearest E4M3 code, ties to the even code, saturating at 448; NaN -> S.1111.111."""
+    """Nearest E4M3 code by search over the value table, ties to the even code, saturating at
+    448 (inf too); NaN -> 0x7F whatever its sign (forge.quant.mx's canonical NaN)."""
     x = np.asarray(x, dtype=np.float64)
     a = np.minimum(np.abs(x), 448.0)
     hi = np.clip(np.searchsorted(_POS, a), 1, 126)
@@ -46,13 +48,14 @@ def fp8_encode(x: np.ndarray) -> np.ndarray:
     dl, dh = a - _POS[lo], _POS[hi] - a
     code = np.where(dl < dh, lo, np.where(dh < dl, hi, np.where(lo % 2 == 0, lo, hi)))
     code = np.where(a == _POS[hi], hi, code)
-    code = np.where(np.isnan(x), 0x7F, code) | np.where(np.signbit(x), 0x80, 0)
+    code = np.where(np.isnan(x), 0x7F, code | np.where(np.signbit(x), 0x80, 0))
     return code.astype(np.uint8)
 
 
 def fp8_scale(amax: float) -> np.float32:
     """The row scale: the smallest power of two s (>= 2^-126) with amax / s <= 448; 1 for a zero
-    or non-finite row."""
+    row or an infinite amax (amax is taken over the row's non-NaN values: NaN is stored as NaN
+    and does not spoil the scale of the rest)."""
     if not np.isfinite(amax) or amax <= 0:
         return np.float32(1.0)
     e = int(np.ceil(np.log2(amax / 448.0)))
@@ -79,7 +82,7 @@ def kv_encode(x: np.ndarray, dtype: str) -> np.ndarray:
     elif dtype == "fp8":
         out = np.zeros((len(flat), d + 4), np.uint8)
         for i, row in enumerate(flat):
-            s = fp8_scale(float(np.max(np.abs(row), initial=0.0)))
+            s = fp8_scale(float(np.max(np.abs(row), initial=0.0, where=~np.isnan(row))))
             out[i, :d] = fp8_encode(row.astype(np.float64) / float(s))
             out[i, d:] = np.array([s], np.float32).view(np.uint8)
     else:
@@ -180,3 +183,24 @@ def combine(part_o, part_ml):
     den = (w * l).sum(0)
     num = (w[..., None] * part_o).sum(0)
     return np.divide(num, den[:, None], out=np.zeros_like(num), where=den[:, None] > 0)
+
+
+def shuffled_pages(n_positions: int, page_size: int, rng, spare: int = 2) -> tuple[int, np.ndarray]:
+    """(n_pages, block_table): enough pages for n_positions plus `spare`, the table a random
+    choice of them in random order (pages of a sequence are never contiguous by design)."""
+    used = max(1, -(-n_positions // page_size))
+    n_pages = used + spare
+    return n_pages, rng.permutation(n_pages)[:used].astype(np.int32)
+
+
+def paged_kv(k, v, dtype: str, page_size: int, table: np.ndarray, n_pages: int, rng):
+    """Stored K and V pages ([n_pages, n_kv_heads, page_size, rb] uint8) holding k, v ([n, n_kv_heads,
+    d] float32) at positions 0..n-1, every other byte random (a kernel that reads outside the
+    context sees garbage, NaN patterns included), and the float64 values the cache holds."""
+    n, h, d = k.shape
+    out = []
+    for x in (k, v):
+        rows = kv_encode(x, dtype)
+        storage = rng.integers(0, 256, (n_pages, h, page_size, rows.shape[-1]), dtype=np.uint8)
+        out.append(place(rows, table, page_size, storage))
+    return out[0], out[1], kv_roundtrip(k, dtype), kv_roundtrip(v, dtype)

@@ -2,7 +2,7 @@
 
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
-from .flash_attn import HEAD_DIMS, STATIC_SMEM_CAP, THREADS, kv_dtype_fits, smem_bytes
+from .flash_attn import HEAD_DIMS, STATIC_SMEM_CAP, THREADS, check_heads, kv_dtype_fits, smem_bytes
 from .kv_append import KV_DTYPES
 
 
@@ -33,6 +33,7 @@ class AttnDecode(KernelSpec):
                 Arg.scalar("kv_len", "i32"), Arg.scalar("chunk", "i32"), Arg.scalar("scale", "f32")]
 
     def launch(self, p, arch: Arch, *, n_splits: int, n_heads: int, n_kv_heads: int) -> Launch:
+        check_heads(self.family, n_heads, n_kv_heads)
         bq, _ = self.tiles(p)
         return Launch((n_splits, n_kv_heads, ceil_div(n_heads // n_kv_heads, bq)), (THREADS, 1, 1))
 

@@ -1,6 +1,7 @@
 """Prefill attention over the paged KV cache: online softmax, K/V tiles in shared memory, GQA."""
 
 from ...arch import Arch
+from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from .kv_append import KV_DTYPES
 
@@ -21,11 +22,19 @@ def kv_dtype_fits(kv: str, head_dim: int) -> bool:
     return kv != "q8_0" or head_dim % 32 == 0
 
 
+def check_heads(family: str, n_heads: int, n_kv_heads: int) -> None:
+    """SpecError unless n_kv_heads divides n_heads (GQA/MQA groups of equal size)."""
+    if n_kv_heads < 1 or n_heads < 1 or n_heads % n_kv_heads:
+        raise SpecError(f"{family}: n_kv_heads ({n_kv_heads}) must divide n_heads ({n_heads})")
+
+
 class FlashAttn(KernelSpec):
     family = "flash_attn"
-    space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES, "causal": (False, True)}
+    # Causal masking is a run-time flag: it only sets each row's last visible key and the block's
+    # key range, so a compile-time copy would double the variants for nothing.
+    space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
     oracle = "attention"
-    doc = "BQ (token, head) rows of one KV-head group per block, keys in tiles of BK"
+    doc = "BQ (token, head) rows of one KV-head group per block, keys in tiles of BK; causal at run time"
 
     def tiles(self, p) -> tuple[int, int]:
         """(BQ, BK): query rows per block and keys per tile."""
@@ -45,9 +54,11 @@ class FlashAttn(KernelSpec):
                 Arg.ptr("v_cache", "u8", const=True), Arg.ptr("block_table", "i32", const=True),
                 Arg.ptr("o", "f32"), Arg.scalar("n_q", "i32"), Arg.scalar("n_heads", "i32"),
                 Arg.scalar("n_kv_heads", "i32"), Arg.scalar("page_size", "i32"),
-                Arg.scalar("kv_len", "i32"), Arg.scalar("n_past", "i32"), Arg.scalar("scale", "f32")]
+                Arg.scalar("kv_len", "i32"), Arg.scalar("n_past", "i32"), Arg.scalar("causal", "i32"),
+                Arg.scalar("scale", "f32")]
 
     def launch(self, p, arch: Arch, *, n_q: int, n_heads: int, n_kv_heads: int) -> Launch:
+        check_heads(self.family, n_heads, n_kv_heads)
         bq, _ = self.tiles(p)
         rows = n_q * (n_heads // n_kv_heads)
         return Launch((max(1, ceil_div(rows, bq)), n_kv_heads, 1), (THREADS, 1, 1))

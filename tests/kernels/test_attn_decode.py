@@ -1,0 +1,104 @@
+"""attn_decode (split-K partials over the paged cache) + attn_combine vs float64 attention of one
+query over the whole context, for every storage dtype (the oracle attends over the stored values,
+so all share attention_bound), GQA ratios 1..8 and 12 (two row tiles), contexts from 1 token to
+past several 32-key tiles, 1..6 splits. attn_combine alone is checked against the float64 merge,
+empty splits included."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from forge.codegen.spec import get_spec
+from forge.codegen.specs.attn_decode import split_plan
+from tests.kernels.harness import run_kernel
+from tests.kernels.strategies import sizes
+from tests.oracles.attention import KV_DTYPES, U32, attention, attention_bound, combine, paged_kv, shuffled_pages
+
+HEAD_DIM = {"f32": 80, "f16": 64, "fp8": 128, "q8_0": 256}  # every dtype, 4 of the head dims
+
+
+def decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale, want_splits):
+    """Partials and the merged output of one decode step."""
+    n_heads, d = q.shape
+    _, bk = get_spec("attn_decode").tiles({"head_dim": d})
+    chunk, ns = split_plan(kv_len, want_splits, bk)
+    part = run_kernel(kctx, "attn_decode", {"head_dim": d, "kv": kv},
+                      {"q": q, "k_cache": k_st, "v_cache": v_st, "block_table": table,
+                       "part_o": np.full((ns, n_heads, d), np.nan, np.float32),
+                       "part_ml": np.full((ns, n_heads, 2), np.nan, np.float32),
+                       "n_heads": n_heads, "n_kv_heads": n_kv_heads, "page_size": page_size,
+                       "kv_len": kv_len, "chunk": chunk, "scale": scale},
+                      ["part_o", "part_ml"], n_splits=ns, n_heads=n_heads, n_kv_heads=n_kv_heads)
+    o = run_kernel(kctx, "attn_combine", {"block": 128},
+                   {"part_o": part["part_o"], "part_ml": part["part_ml"], "o": np.zeros_like(q),
+                    "n_splits": ns, "n_heads": n_heads, "head_dim": d}, ["o"], n_heads=n_heads)["o"]
+    return part, o, ns
+
+
+@pytest.mark.parametrize("kv", KV_DTYPES)
+@given(data=st.data())
+def test_attn_decode(kctx, kv, data):
+    d = HEAD_DIM[kv]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n_kv_heads, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 12]))
+    kv_len = data.draw(sizes(1, 150))
+    page_size = data.draw(st.sampled_from([1, 7, 16]))
+    mag = data.draw(st.sampled_from([0.1, 1.0, 3.0]))
+    q = (rng.standard_normal((n_kv_heads * group, d)) * mag).astype(np.float32)
+    k = (rng.standard_normal((kv_len, n_kv_heads, d)) * mag).astype(np.float32)
+    v = (rng.standard_normal((kv_len, n_kv_heads, d)) * data.draw(st.sampled_from([1e-2, 1.0, 1e2]))).astype(np.float32)
+    scale = float(np.float32(data.draw(st.sampled_from([1 / np.sqrt(d), 0.5]))))
+    n_pages, table = shuffled_pages(kv_len, page_size, rng)
+    k_st, v_st, kq, vq = paged_kv(k, v, kv, page_size, table, n_pages, rng)
+    part, got, ns = decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale,
+                           data.draw(st.integers(1, 6)))
+    assert not np.isnan(part["part_o"]).any() and not np.isnan(part["part_ml"]).any()  # every split wrote
+    ref = attention(q[None], kq, vq, scale, False, 0)[0]
+    # The merge adds ns terms and one division on top of a single walk: 4 * (ns + 2) more ulps.
+    bound = attention_bound(q[None], kq, vq, scale, False, 0)[0] * (1 + (ns + 2) / (kv_len + d + 16))
+    err = np.abs(got.astype(np.float64) - ref)
+    assert np.all(err <= bound), float(np.max(err - bound))
+
+
+def test_decode_same_for_any_page_order_and_split(kctx):
+    """Shuffled pages give bit-identical partials; 1 and 5 splits agree to rounding."""
+    d, rng = 64, np.random.default_rng(11)
+    q = rng.standard_normal((4, d)).astype(np.float32)
+    k, v = (rng.standard_normal((70, 2, d)).astype(np.float32) for _ in "kv")
+    runs = []
+    for order_seed, splits in ((1, 3), (2, 3), (2, 1)):
+        n_pages, table = shuffled_pages(70, 16, np.random.default_rng(order_seed), spare=3)
+        k_st, v_st, _, _ = paged_kv(k, v, "f16", 16, table, n_pages, rng)
+        runs.append(decode(kctx, "f16", q, k_st, v_st, table, 16, 70, 2, 0.125, splits))
+    np.testing.assert_array_equal(runs[0][0]["part_o"], runs[1][0]["part_o"])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    assert runs[0][2] == 3 and runs[2][2] == 1
+    np.testing.assert_allclose(runs[0][1], runs[2][1], rtol=1e-5, atol=1e-6)
+
+
+@given(data=st.data())
+def test_attn_combine(kctx, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    ns, heads = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 5))
+    d = data.draw(st.sampled_from([1, 64, 80, 300]))
+    m = (rng.standard_normal((ns, heads)) * data.draw(st.sampled_from([0.1, 10.0, 80.0]))).astype(np.float32)
+    l = rng.uniform(0.5, 50, (ns, heads)).astype(np.float32)
+    o = (rng.standard_normal((ns, heads, d)) * l[..., None]).astype(np.float32)
+    empty = rng.random((ns, heads)) < 0.3  # splits past the context: (m, l, o) = (-inf, 0, 0)
+    if data.draw(st.booleans()):
+        empty[0] = False  # some heads keep a split; others may have none and must come out zero
+    m[empty], l[empty], o[empty] = -np.inf, 0, 0
+    ml = np.stack([m, l], axis=-1)
+    got = run_kernel(kctx, "attn_combine", {"block": 128},
+                     {"part_o": o, "part_ml": ml, "o": np.zeros((heads, d), np.float32), "n_splits": ns,
+                      "n_heads": heads, "head_dim": d}, ["o"], n_heads=heads)["o"]
+    ref = combine(o, ml)
+    # Weights exp(m_s - M) carry a few ulp, the two ns-term sums ns ulp each, and the division one:
+    # |err| <= (|ref| + sum w|o| / L) * (2 ns + 8) u, with a 2x margin.
+    w = np.where(np.isneginf(m), 0, np.exp(m - np.where(np.isneginf(m.max(0)), 0, m.max(0))))
+    den = (w * l).sum(0)
+    spread = np.divide((w[..., None] * np.abs(o)).sum(0), den[:, None], out=np.zeros((heads, d)),
+                       where=den[:, None] > 0)
+    bound = 2 * (np.abs(ref) + spread) * (2 * ns + 8) * U32 + 1e-30
+    assert np.all(np.abs(got - ref) <= bound), float(np.max(np.abs(got - ref) - bound))
+    assert np.all(got[den == 0] == 0)  # a head with only empty splits comes out zero

@@ -1,0 +1,147 @@
+"""kv_append vs the storage oracle. Without RoPE the kernel must write exactly the oracle's bytes
+for every dtype (f16: numpy's RNE cast; q8_0: gguf.quants, GGML's reference; fp8: nearest E4M3 with
+a power-of-two row scale, both exact in float32), in the pages the block table names and nowhere
+else. V is always exact. With RoPE (n_rot > 0, normal or NeoX pairing) K's angle goes through the
+kernel's exp2/sincos, so K is checked by value: the rope tolerance of test_rope plus half a storage
+step of the dtype at that value."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from forge.codegen.specs.rope import freq_log2
+from tests.kernels.harness import run_kernel
+from tests.kernels.strategies import arrays
+from tests.oracles._fp import U16, ulp32
+from tests.oracles.attention import KV_DTYPES, kv_decode, kv_encode, place, shuffled_pages
+from tests.oracles.rope import rope
+
+DIMS = {"f32": [4, 38, 64, 80, 256], "f16": [4, 38, 64, 80, 256], "fp8": [4, 36, 64, 80, 256],
+        "q8_0": [32, 64, 96, 256]}
+
+
+def pairs(mode, n_rot):
+    half = n_rot // 2
+    if mode == "neox":
+        return np.arange(half), np.arange(half) + half
+    return 2 * np.arange(half), 2 * np.arange(half) + 1
+
+
+def rope_bound(x, theta, mode, n_rot):
+    """test_rope's bound: each rotated element may be off by (|x0|+|x1|) * (3 ulp(theta) + 1e-6)."""
+    i0, i1 = pairs(mode, n_rot)
+    ax = np.abs(x.astype(np.float64))
+    b = np.zeros_like(ax)
+    per = (ax[:, :, i0] + ax[:, :, i1]) * (3 * ulp32(theta)[:, None, :] + 1e-6)
+    b[:, :, i0], b[:, :, i1] = per, per
+    return b
+
+
+def storage_step(stored_rows, kv, d, mag):
+    """Half a storage step at values of magnitude `mag` (elementwise), from the stored scales."""
+    if kv == "f32":
+        return np.zeros_like(mag)
+    if kv == "f16":  # relative for normals, 2^-25 (half of 2^-24) among subnormals (< 2^-14)
+        return np.maximum(mag * U16, 2.0 ** -25)
+    if kv == "fp8":  # E4M3 has 3 mantissa bits: half a step is 2^-4 relative, 2^-10 * s in subnormals
+        s = np.ascontiguousarray(stored_rows[..., d:]).view(np.float32).astype(np.float64)
+        return np.maximum(mag * 2.0 ** -4, s * 2.0 ** -10)
+    # q8_0: d/2 for the rounding of q, plus |q| times the f16 rounding of d (2^-11 relative, but
+    # 2^-25 absolute once d is an f16 subnormal, below 2^-14: blocks of small values lose digits,
+    # as in GGML). 1.01 covers x * (1/d) rounding in float32 and d vs its stored value.
+    blocks = stored_rows.reshape(*stored_rows.shape[:-1], d // 32, 34)
+    dd = np.ascontiguousarray(blocks[..., :2]).view(np.float16).astype(np.float64)[..., 0]
+    q = np.abs(blocks[..., 2:].view(np.int8).astype(np.float64)).reshape(*stored_rows.shape[:-1], d)
+    half_q = np.repeat((dd + 2.0 ** -25) * 0.5, 32, axis=-1)
+    d_err = np.repeat(np.maximum(dd * 2.0 ** -11, 2.0 ** -25), 32, axis=-1)
+    return (half_q + q * d_err) * 1.01
+
+
+def append(kctx, kv, k, v, pos, table, page_size, k_st, v_st, n_rot=0, neox=0, fl=0.0, fs=1.0):
+    """Run kv_append; returns the K and V storage after it."""
+    n_tok, heads, d = k.shape
+    args = {"k_new": k, "v_new": v, "pos": pos, "block_table": table, "k_cache": k_st, "v_cache": v_st,
+            "n_tokens": n_tok, "n_kv_heads": heads, "head_dim": d, "page_size": page_size,
+            "n_rot": n_rot, "rope_neox": neox, "freq_log2": fl, "freq_scale": fs}
+    out = run_kernel(kctx, "kv_append", {"kv": kv, "block": 128}, args, ["k_cache", "v_cache"],
+                     n_tokens=n_tok, n_kv_heads=heads)
+    return out["k_cache"], out["v_cache"]
+
+
+@pytest.mark.parametrize("rope_on", [False, True], ids=["norope", "rope"])
+@pytest.mark.parametrize("kv", KV_DTYPES)
+@given(data=st.data())
+def test_kv_append(kctx, kv, rope_on, data):
+    heads, d = data.draw(st.integers(1, 3)), data.draw(st.sampled_from(DIMS[kv]))
+    page_size, n_tok = data.draw(st.sampled_from([1, 5, 16])), data.draw(st.integers(1, 20))
+    n_ctx = n_tok + data.draw(st.integers(0, 40))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    if data.draw(st.booleans()):  # a run of new tokens after n_past, as in prefill/decode
+        pos = np.arange(n_ctx - n_tok, n_ctx, dtype=np.int32)
+    else:  # scattered positions: each must land in its own page and slot
+        pos = np.sort(rng.choice(n_ctx, n_tok, replace=False)).astype(np.int32)
+    n_pages, table = shuffled_pages(n_ctx, page_size, rng)
+    rb = kv_encode(np.zeros((1, d), np.float32), kv).shape[-1]
+    k_st, v_st = (rng.integers(0, 256, (n_pages, heads, page_size, rb), dtype=np.uint8) for _ in "kv")
+    mag = data.draw(st.sampled_from([1e-3, 1.0, 30.0, 1e3]))
+    k = data.draw(arrays((n_tok, heads, d), np.float32, scale=mag))
+    v = data.draw(arrays((n_tok, heads, d), np.float32))
+    if not rope_on:
+        got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st)
+        np.testing.assert_array_equal(got_v, place(kv_encode(v, kv), table, page_size, v_st, pos))
+        np.testing.assert_array_equal(got_k, place(kv_encode(k, kv), table, page_size, k_st, pos))
+        return
+    mode = data.draw(st.sampled_from(["normal", "neox"]))
+    n_rot = data.draw(st.sampled_from(sorted({2, d // 2 - d // 2 % 2 or 2, d})))
+    fl = freq_log2(data.draw(st.sampled_from([1e4, 1e5])), n_rot)
+    fs = data.draw(st.sampled_from([1.0, 0.25]))
+    got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st, n_rot, int(mode == "neox"), fl, fs)
+    np.testing.assert_array_equal(got_v, place(kv_encode(v, kv), table, page_size, v_st, pos))
+    # Every row other than the new tokens' is untouched ...
+    written = np.zeros(k_st.shape[:3], bool)
+    for p in pos:
+        written[table[p // page_size], :, p % page_size] = True
+    np.testing.assert_array_equal(got_k[~written], k_st[~written])
+    # ... and the new rows hold rope(k) within the rope and storage tolerances.
+    rows = np.stack([got_k[table[p // page_size], :, p % page_size] for p in pos])
+    got = kv_decode(rows, kv, d)
+    ref, theta = rope(k, pos, n_rot, fl, fs, mode)
+    rb_ = rope_bound(k, theta, mode, n_rot)
+    bound = rb_ + storage_step(rows, kv, d, np.abs(ref) + rb_) + 1e-30
+    err = np.abs(got - ref)
+    assert np.all(err <= bound), float(np.max(err - bound))
+
+
+def test_fp8_specials(kctx):
+    """NaN is stored as the canonical NaN code and does not spoil the row's scale; inf saturates
+    to 448 with scale 1; a zero row has scale 1; tiny rows get tiny power-of-two scales; -0 keeps
+    its sign. Bytes as the oracle's."""
+    d = 8
+    k = np.array([[[np.nan, 1.0, -3.0, 0.5, 0.0, -0.0, 2.0**-9, 100.0]],
+                  [[np.inf, -1.0, 1e-3, 1e30, 5.0, -np.inf, 0.0, 1.0]],
+                  [[0.0] * d],
+                  [[1e-30, -3e-31, 2e-33, 0.0, 3e-32, 5e-31, -1e-30, 7e-31]]], np.float32)
+    table = np.array([1, 0], np.int32)
+    st_ = np.random.default_rng(0).integers(0, 256, (2, 1, 4, d + 4), dtype=np.uint8)
+    pos = np.arange(4, dtype=np.int32)
+    got_k, got_v = append(kctx, "fp8", k, -k, pos, table, 4, st_, st_)
+    np.testing.assert_array_equal(got_k, place(kv_encode(k, "fp8"), table, 4, st_, pos))
+    np.testing.assert_array_equal(got_v, place(kv_encode(-k, "fp8"), table, 4, st_, pos))
+    row0 = got_k[1, 0, 0]
+    assert row0[0] == 0x7F and np.frombuffer(row0[d:].tobytes(), np.float32)[0] == 2.0 ** -2  # 100/448 -> 1/4
+
+
+def test_fp8_oracle_matches_forge_quant():
+    """The oracle's table search agrees with forge.quant.mx's E4M3 codec on every code's value,
+    every midpoint between codes (ties to even), out-of-range values, signed zeros and NaN."""
+    mx = pytest.importorskip("forge.quant.mx")
+    from tests.oracles.attention import FP8_VALUES, fp8_encode
+    finite = FP8_VALUES[np.isfinite(FP8_VALUES)]
+    mids = (FP8_VALUES[:126] + FP8_VALUES[1:127]) / 2
+    rng = np.random.default_rng(5)
+    x = np.concatenate([finite, mids, -mids, [448.0, 464.0, 480.0, 1e9, -1e9, np.inf, -np.inf, 0.0, -0.0,
+                                              np.nan, -np.nan, 2.0**-10],
+                        (rng.standard_normal(4000) * 10.0 ** rng.integers(-4, 3, 4000)).astype(np.float32)])
+    np.testing.assert_array_equal(fp8_encode(x), mx.FP8_E4M3.encode(x))
+    np.testing.assert_array_equal(fp8_encode(finite), np.arange(256)[np.isfinite(FP8_VALUES)])
+    assert list(fp8_encode(np.array([464.0, 2.0**-10, 3 * 2.0**-10]))) == [0x7E, 0x00, 0x02]
