@@ -116,7 +116,10 @@ def cmd_demo(args) -> int:
 
 def cmd_info(args) -> int:
     from .model.info import describe
-    print(describe(args.model))
+    text, problem = describe(args.model)
+    print(text)
+    if problem is not None:
+        raise problem   # described, but forge cannot run it: say why and exit non-zero
     return 0
 
 
