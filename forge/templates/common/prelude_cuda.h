@@ -83,10 +83,5 @@ DEVICE float bits_f32(u32 b) { return __uint_as_float(b); }
 DEVICE u32 f32_bits(float f) { return __float_as_uint(f); }
 DEVICE float f16_to_f32(u16 h) { float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f; }
 DEVICE u16 f32_to_f16(float f) { u16 h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h; }
-DEVICE float bf16_to_f32(u16 h) { return bits_f32((u32)h << 16); }
-DEVICE u16 f32_to_bf16(float f) {
-  u32 b = f32_bits(f);
-  if (f_isnan(f)) return (u16)((b >> 16) | 0x40);
-  return (u16)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
-}
+{% include "common/bf16.h" %}
 // ---- end of prelude ----
