@@ -1,12 +1,12 @@
 """Split-K decode attention (flash-decoding): partial (max, sum, output) per chunk of the context."""
 
 from ...arch import Arch
-from ..spec import Arg, KernelSpec, Launch, ceil_div, register
-from .flash_attn import HEAD_DIMS, STATIC_SMEM_CAP, THREADS, check_heads, kv_dtype_fits, smem_bytes
+from ..spec import Arg, Launch, ceil_div, register
+from .flash_attn import HEAD_DIMS, THREADS, PagedAttention, check_heads
 from .kv_append import KV_DTYPES
 
 
-class AttnDecode(KernelSpec):
+class AttnDecode(PagedAttention):
     family = "attn_decode"
     space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
     oracle = "attention"
@@ -15,15 +15,6 @@ class AttnDecode(KernelSpec):
     def tiles(self, p) -> tuple[int, int]:
         """(BQ, BK): heads of a group per block (8 covers GQA up to 8 in one block) and keys per tile."""
         return (8, 32) if p["head_dim"] <= 128 else (8, 16)
-
-    def valid(self, p, arch):
-        bq, bk = self.tiles(p)
-        return kv_dtype_fits(p["kv"], p["head_dim"]) and smem_bytes(p["head_dim"], bq, bk) <= min(
-            arch.lds_bytes, STATIC_SMEM_CAP) and THREADS <= arch.max_threads
-
-    def context(self, p, arch):
-        bq, bk = self.tiles(p)
-        return {"bq": bq, "bk": bk, "nt": THREADS}
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),

@@ -28,7 +28,24 @@ def check_heads(family: str, n_heads: int, n_kv_heads: int) -> None:
         raise SpecError(f"{family}: n_kv_heads ({n_kv_heads}) must divide n_heads ({n_heads})")
 
 
-class FlashAttn(KernelSpec):
+class PagedAttention(KernelSpec):
+    """What flash_attn and attn_decode share: tiles of (BQ rows, BK keys) in static shared memory
+    over the paged cache, THREADS per block; subclasses pick the tiles."""
+
+    def tiles(self, p) -> tuple[int, int]:
+        raise NotImplementedError
+
+    def valid(self, p, arch):
+        bq, bk = self.tiles(p)
+        return kv_dtype_fits(p["kv"], p["head_dim"]) and smem_bytes(p["head_dim"], bq, bk) <= min(
+            arch.lds_bytes, STATIC_SMEM_CAP) and THREADS <= arch.max_threads
+
+    def context(self, p, arch):
+        bq, bk = self.tiles(p)
+        return {"bq": bq, "bk": bk, "nt": THREADS}
+
+
+class FlashAttn(PagedAttention):
     family = "flash_attn"
     # Causal masking is a run-time flag: it only sets each row's last visible key and the block's
     # key range, so a compile-time copy would double the variants for nothing.
@@ -39,15 +56,6 @@ class FlashAttn(KernelSpec):
     def tiles(self, p) -> tuple[int, int]:
         """(BQ, BK): query rows per block and keys per tile."""
         return (16, 32) if p["head_dim"] <= 128 else (8, 16)
-
-    def valid(self, p, arch):
-        bq, bk = self.tiles(p)
-        return kv_dtype_fits(p["kv"], p["head_dim"]) and smem_bytes(p["head_dim"], bq, bk) <= min(
-            arch.lds_bytes, STATIC_SMEM_CAP) and THREADS <= arch.max_threads
-
-    def context(self, p, arch):
-        bq, bk = self.tiles(p)
-        return {"bq": bq, "bk": bk, "nt": THREADS}
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
