@@ -7,15 +7,21 @@ terms in, each term passes through at most n of them, so
     |y_kernel - y| <= gamma_n * sum_i |w_i x_i| + n * 2^-126,   gamma_n = n u / (1 - n u), u = 2^-24
 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1; the last term covers underflow).
 
-Shapes: odd row counts (a last block with idle waves), rows of one block, and rows that need
+Shapes: odd row counts (a last wave with fewer live rows, a last block with idle waves), rows of one block, and rows that need
 several staging windows at both wave sizes, with a partial last window; float types also end in
 a partial 8-element unit."""
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given, settings, strategies as st
 
-from forge.codegen.specs.gemv import ROWS, window
+from forge.codegen.build import source_for
+from forge.codegen.spec import get_spec
+from forge.codegen.store import Store
+from forge.runtime.dispatch import Dispatcher
+from tests.conftest import KernelContext
+
+from forge.codegen.specs.gemv import ROWS, RPW, window
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.kernels.harness import run_kernel
 from tests.kernels.strategies import arrays
@@ -32,8 +38,14 @@ def window_units(wtype: str) -> int:
 @pytest.mark.parametrize("wtype", WTYPE_NAMES)
 @given(data=st.data())
 def test_gemv(kctx, wtype, data):
-    rows = data.draw(st.one_of(st.sampled_from([1, ROWS - 1, ROWS + 1, 2 * ROWS + 3]), st.integers(1, 13)),
-                     label="rows")
+    check_gemv(kctx, wtype, data)
+
+
+def check_gemv(kctx, wtype, data):
+    """The property: one drawn case of gemv agrees with the oracle (used by the mutant test too)."""
+    per_block = ROWS * RPW
+    rows = data.draw(st.one_of(st.sampled_from([1, RPW + 1, per_block - 1, per_block + 1, 2 * per_block + 3]),
+                               st.integers(1, 2 * per_block + 3)), label="rows")
     cols = data.draw(n_cols(wtype, 2 * window_units(wtype) + 1), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
@@ -43,3 +55,38 @@ def test_gemv(kctx, wtype, data):
                    ["y"], n_rows=rows, n_cols=cols)["y"]
     ref, tol = gemv(wtype, w, cols, x)
     check(y, ref, tol)
+
+
+MUTANTS = {
+    # the last row of every wave is never decoded (its sum stays 0)
+    "last_row_skipped": ("          if (r < live) {\n            float v[WQ_GV];",
+                         "          if (r < live && r + 1 < RPW) {\n            float v[WQ_GV];"),
+    # the last window of a row drops its last unit block
+    "tail_unit_dropped": ("const u32 nu = units - u0 < UNITS ? units - u0 : UNITS;",
+                          "const u32 nu = units - u0 < UNITS ? units - u0 - (units - u0 > 1u) : UNITS;"),
+    # x is read at the column inside the window instead of inside the row
+    "x_window_relative": ("wq_load_x(x, u0 * WQ_QK + wq_row_col(g), ncols, xv);",
+                          "wq_load_x(x, wq_row_col(g), ncols, xv);"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
+    """Each plausible mistake above, rendered into the real q4_0 source (FORGE_OVERRIDE_DIR, a
+    private store), makes the gemv property fail."""
+    arch = kctx.arch
+    variant = get_spec("gemv").variant(arch, wtype="q4_0")
+    source, _ = source_for(variant, arch)
+    old, new = MUTANTS[mutant]
+    assert source.count(old) == 1, f"mutation site of {mutant} not found: the template changed"
+    (tmp_path / f"{variant.symbol}.hip").write_text(source.replace(old, new))
+    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
+    mctx = KernelContext(kctx.device, arch, Dispatcher(kctx.device, arch, Store(tmp_path / "store")))
+
+    @settings(max_examples=40, database=None)
+    @given(data=st.data())
+    def prop(data):
+        check_gemv(mctx, "q4_0", data)
+
+    with pytest.raises(AssertionError):
+        prop()
