@@ -1,7 +1,9 @@
 """Weight types the quantized-matrix families (dequant, gemv, gemm, embed) are templated over.
 
 A weight matrix stays in its storage encoding on the device: row r of an [n_rows, n_cols] matrix
-is `row_bytes(wtype, n_cols)` bytes of raw blocks. Device code decodes a row in *groups*: group g
+is `row_bytes(wtype, n_cols)` bytes of raw blocks, and the matrix starts 16-byte aligned (device
+allocations and GGUF's 32-byte tensor alignment both give that): kernels load block fields with
+aligned 16/32-bit loads where the block size allows (`align`). Device code decodes a row in *groups*: group g
 yields `r * 4` values, `r` runs of 4 consecutive columns, run k starting at column
 `col(g) + k * d` (the helpers in templates/common/quant_*.h define col(g) per type). The runs
 follow the encoding's own packing — a Q4_0 byte holds columns j and j+16, so its groups are
@@ -43,6 +45,14 @@ class WType:
     @property
     def unit_bytes(self) -> int:
         return self.block_bytes * (8 if self.is_float else 1)
+
+    @property
+    def align(self) -> int:
+        """Alignment (bytes, at most 16) of every block start and of every row, given a 16-byte
+        aligned matrix: a float row starts at a multiple of its element size only. Device code
+        loads fields with the widest loads this allows (a staged copy in shared memory keeps each
+        byte's address mod 16, so the same holds there)."""
+        return min(16, self.block_bytes & -self.block_bytes)
 
     @property
     def group_values(self) -> int:

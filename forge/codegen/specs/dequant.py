@@ -11,7 +11,7 @@ class Dequant(KernelSpec):
     family = "dequant"
     space = {"wtype": WTYPE_NAMES, "out": ("f32", "f16")}
     barrier_free = True
-    doc = "y[r, :] = decode(w row r); grid x = rows, grid y = groups of the row / 256"
+    doc = "y[r, :] = decode(w row r), w 16-byte aligned; grid x = rows, grid y = groups of the row / 256"
 
     def args(self, p):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("y", p["out"]),

@@ -11,7 +11,7 @@ class Embed(KernelSpec):
     family = "embed"
     space = {"wtype": WTYPE_NAMES}
     barrier_free = True
-    doc = "y[t, :] = decode(w row ids[t]); an id outside [0, n_rows) gives a NaN row"
+    doc = "y[t, :] = decode(w row ids[t]), w 16-byte aligned; an id outside [0, n_rows) gives a NaN row"
 
     def args(self, p):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("ids", "i32", const=True), Arg.ptr("y", "f32"),

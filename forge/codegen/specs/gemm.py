@@ -17,7 +17,7 @@ def k_step(span: int) -> int:
 class Gemm(KernelSpec):
     family = "gemm"
     space = {"wtype": WTYPE_NAMES}
-    doc = "grid (n_rows/BN, m/BM); X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
+    doc = "grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
 
     def valid(self, p, arch):
         return THREADS <= arch.max_threads

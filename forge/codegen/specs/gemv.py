@@ -25,7 +25,7 @@ def window(unit_bytes: int, wave: int) -> tuple[int, int]:
 class Gemv(KernelSpec):
     family = "gemv"
     space = {"wtype": WTYPE_NAMES}
-    doc = "RPW rows per wave, ROWS waves per block; x f32 (16-byte aligned), y f32"
+    doc = "RPW rows per wave, ROWS waves per block; w and x (f32) 16-byte aligned, y f32"
 
     def args(self, p):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
