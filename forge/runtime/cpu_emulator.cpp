@@ -171,7 +171,7 @@ struct Worker {
   Fiber sched;
   Lane* cur = nullptr;  // the running lane (fiber mode)
   bool fibers = false;
-  unsigned nwaves = 0, live = 0, at_barrier = 0;
+  unsigned nwaves = 0, live = 0;
   Job* job = nullptr;
   sigjmp_buf escape;
   forge_emu_thread fast;  // the context of the fast path's current thread
@@ -317,13 +317,11 @@ void run_block_fibers(Worker* w, Job* j, const unsigned bid[3], unsigned n) {
     fiber_init(&l.fiber, w->stacks.stack(t), kStackBytes, fiber_main);
   }
   w->live = n;
-  w->at_barrier = 0;
   while (w->live) {
     for (unsigned i = 0; i < w->nwaves; ++i) run_wave(w, i, bid);
     // Every live lane now waits at sync_threads (exited lanes count as arrived, as on hardware).
     for (unsigned t = 0; t < n; ++t)
       if (w->lanes[t].state == kAtBarrier) w->lanes[t].state = kReady;
-    w->at_barrier = 0;
   }
 }
 
@@ -504,7 +502,6 @@ void forge_emu_sync(void) {
   Worker* w = running_worker("sync_threads");
   Lane* me = w->cur;
   me->state = kAtBarrier;
-  w->at_barrier++;
   block_lane(w, me);
 }
 
