@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
 from tests.oracles.attention import KV_DTYPES, attention, attention_bound, paged_kv, shuffled_pages
 
 # Two head dims per storage dtype keep the emulator's compiles to 8 variants per wave size while
@@ -88,29 +89,9 @@ MUTANTS = {
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
-    from hypothesis import settings
-
-    from forge.codegen.build import source_for
-    from forge.codegen.spec import get_spec
-    from forge.codegen.store import Store
-    from forge.runtime.dispatch import Dispatcher
-    from tests.conftest import KernelContext
-    arch = kctx.arch
-    variant = get_spec("flash_attn").variant(arch, head_dim=64, kv="f16")
-    source, _ = source_for(variant, arch)
-    old, new = MUTANTS[mutant]
-    assert source.count(old) == 1, f"mutation site of {mutant} not found: the template changed"
-    (tmp_path / f"{variant.symbol}.hip").write_text(source.replace(old, new))
-    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
-    mctx = KernelContext(kctx.device, arch, Dispatcher(kctx.device, arch, Store(tmp_path / "store")))
-
-    @settings(max_examples=30, database=None)
-    @given(data=st.data())
-    def prop(data):
-        check_flash(mctx, 64, "f16", data)
-
-    with pytest.raises(AssertionError):
-        prop()
+    assert_property_catches(kctx, "flash_attn", {"head_dim": 64, "kv": "f16"}, MUTANTS[mutant],
+                            lambda ctx, data: check_flash(ctx, 64, "f16", data), tmp_path, monkeypatch,
+                            max_examples=30)
 
 
 @pytest.mark.parametrize("kv", KV_DTYPES)

@@ -13,17 +13,13 @@ a partial 8-element unit."""
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, strategies as st
 
-from forge.codegen.build import source_for
-from forge.codegen.spec import get_spec
-from forge.codegen.store import Store
-from forge.runtime.dispatch import Dispatcher
-from tests.conftest import KernelContext
 
 from forge.codegen.specs.gemv import ROWS, RPW, window
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays
 from tests.kernels.test_dequant import n_cols
 from tests.oracles.dequant import random_weights
@@ -72,21 +68,6 @@ MUTANTS = {
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
-    """Each plausible mistake above, rendered into the real q4_0 source (FORGE_OVERRIDE_DIR, a
-    private store), makes the gemv property fail."""
-    arch = kctx.arch
-    variant = get_spec("gemv").variant(arch, wtype="q4_0")
-    source, _ = source_for(variant, arch)
-    old, new = MUTANTS[mutant]
-    assert source.count(old) == 1, f"mutation site of {mutant} not found: the template changed"
-    (tmp_path / f"{variant.symbol}.hip").write_text(source.replace(old, new))
-    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
-    mctx = KernelContext(kctx.device, arch, Dispatcher(kctx.device, arch, Store(tmp_path / "store")))
-
-    @settings(max_examples=40, database=None)
-    @given(data=st.data())
-    def prop(data):
-        check_gemv(mctx, "q4_0", data)
-
-    with pytest.raises(AssertionError):
-        prop()
+    """Each plausible mistake above, rendered into the real q4_0 source, makes the gemv property fail."""
+    assert_property_catches(kctx, "gemv", {"wtype": "q4_0"}, MUTANTS[mutant],
+                            lambda ctx, data: check_gemv(ctx, "q4_0", data), tmp_path, monkeypatch, max_examples=40)

@@ -3,13 +3,8 @@ real kernel source (through FORGE_OVERRIDE_DIR, into a private store), and the r
 test must fail on it at both wave sizes."""
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
-from forge.codegen.build import source_for
-from forge.codegen.spec import get_spec
-from forge.codegen.store import Store
-from forge.runtime.dispatch import Dispatcher
-from tests.conftest import KernelContext
+from tests.kernels.mutants import assert_property_catches
 from tests.kernels.test_rmsnorm import check_rmsnorm
 
 BARRIER = "  if (lane_id() == 0) scratch[wave_id()] = v;\n  sync_threads();\n"
@@ -27,19 +22,7 @@ MUTANTS = {
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
-    arch = kctx.arch
-    variant = get_spec("rmsnorm").variant(arch, dtype="f32", block=256)
-    source, _ = source_for(variant, arch)
-    old, new = MUTANTS[mutant]
-    assert source.count(old) >= 1, f"mutation site of {mutant} not found: the template changed"
-    (tmp_path / f"{variant.symbol}.hip").write_text(source.replace(old, new, 1))
-    monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
-    mctx = KernelContext(kctx.device, arch, Dispatcher(kctx.device, arch, Store(tmp_path / "store")))
-
-    @settings(max_examples=30, database=None)
-    @given(data=st.data())
-    def prop(data):
-        check_rmsnorm(mctx, "f32", data)
-
-    with pytest.raises(AssertionError):
-        prop()
+    # The barrier site stands in block_sum and block_max alike: mutate the first (block_sum).
+    assert_property_catches(kctx, "rmsnorm", {"dtype": "f32", "block": 256}, MUTANTS[mutant],
+                            lambda ctx, data: check_rmsnorm(ctx, "f32", data), tmp_path, monkeypatch,
+                            max_examples=30, once=False)
