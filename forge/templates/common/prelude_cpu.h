@@ -6,19 +6,7 @@
 // it; redeclared here, not in emu_abi.h, so the runtime that defines it is not affected.
 extern "C" const struct forge_emu_thread* forge_emu_self(void) __attribute__((const));
 
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef short i16;
-typedef unsigned int u32;
-typedef int i32;
-typedef unsigned long long u64;
-typedef long long i64;
-typedef u16 f16;
-typedef u16 bf16;
-struct __attribute__((aligned(16))) f32x4 { float v[4]; };
-struct __attribute__((aligned(16))) u32x4 { u32 v[4]; };
-struct __attribute__((aligned(8))) u32x2 { u32 v[2]; };
+{% include "common/types.h" %}
 
 // The runtime's `forge_entry_<symbol>` (common/entry_cpu.j2) calls the kernel once per thread.
 #define KERNEL(max_threads) static void

@@ -1,17 +1,5 @@
 // ---- forge prelude: CUDA (NVRTC, no CUDA headers: NVRTC's built-in declarations only) ----
-typedef unsigned char u8;
-typedef signed char i8;
-typedef unsigned short u16;
-typedef short i16;
-typedef unsigned int u32;
-typedef int i32;
-typedef unsigned long long u64;
-typedef long long i64;
-typedef u16 f16;
-typedef u16 bf16;
-struct __align__(16) f32x4 { float v[4]; };
-struct __align__(16) u32x4 { u32 v[4]; };
-struct __align__(8) u32x2 { u32 v[2]; };
+{% include "common/types.h" %}
 
 #define KERNEL(max_threads) extern "C" __global__ void __launch_bounds__(max_threads)
 #define DEVICE static __device__ __forceinline__
