@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-from forge.arch import cpu_arch
-from forge.runtime.cpu import CpuDevice, emulator_runtime
+from forge.arch import emu_arch
+from forge.runtime.emu import EmuDevice, emulator_runtime
 from forge.runtime.dispatch import Dispatcher
 
 
@@ -71,8 +71,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     a = ap.parse_args()
-    dev = CpuDevice(wave_size=32)
-    kernels = Dispatcher(dev, cpu_arch(32))
+    dev = EmuDevice(wave_size=32)
+    kernels = Dispatcher(dev, emu_arch(32))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"emulator threads {dev.threads}")
     d = dispatch_overhead(dev, kernels, 2000 if a.quick else 20000)

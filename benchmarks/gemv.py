@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forge.arch import cpu_arch, get_arch  # noqa: E402
+from forge.arch import emu_arch, get_arch  # noqa: E402
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
 from forge.quant import ggml, mx  # noqa: E402
@@ -42,9 +42,9 @@ U = 2.0 ** -24
 def make_device(backend: str, wave: int, arch_name: str | None):
     """(device, arch) for a backend name. The GPU backends are imported on demand: a build
     without one says so instead of failing at import."""
-    if backend == "cpu":
-        from forge.runtime.cpu import CpuDevice
-        return CpuDevice(wave_size=wave), cpu_arch(wave)
+    if backend == "emu":
+        from forge.runtime.emu import EmuDevice
+        return EmuDevice(wave_size=wave), emu_arch(wave)
     module, cls = {"cuda": ("forge.runtime.cuda", "CudaDevice"), "hip": ("forge.runtime.hip", "HipDevice")}[backend]
     try:
         mod = __import__(module, fromlist=[cls])
@@ -125,7 +125,7 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, rows: int, cols: int, args, 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--backend", choices=["cpu", "cuda", "hip"], default="cpu")
+    ap.add_argument("--backend", choices=["emu", "cuda", "hip"], default="emu")
     ap.add_argument("--arch", help="arch of a GPU backend when its device does not report one (sm_90, gfx1100)")
     ap.add_argument("--wave", type=int, choices=[32, 64], default=32, help="CPU emulator wave size")
     ap.add_argument("--types", default=",".join(WTYPE_NAMES), help="comma-separated weight types")
@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     types = [t.strip() for t in args.types.split(",") if t.strip()]
-    gpu = args.backend != "cpu"
+    gpu = args.backend != "emu"
     args.rows = args.rows or (16384 if gpu else 1024)
     args.cols = args.cols or (16384 if gpu else 1024)
     args.rotate_mb = (1024 if gpu else 0) if args.rotate_mb is None else args.rotate_mb

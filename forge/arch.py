@@ -33,8 +33,8 @@ class Arch:
     """One compile target. `target` is what the toolchain is told (gfx1100, sm_90, host)."""
 
     name: str
-    vendor: str  # "amd" | "nvidia" | "cpu"
-    family: str  # rdna3, cdna3, cdna4, ampere, hopper, emulator
+    vendor: str  # "amd" | "nvidia" | "emu" (the CPU emulator) | "host" (the fast host-CPU target)
+    family: str  # rdna3, cdna3, cdna4, ampere, hopper, emulator, host
     wave_size: int
     lds_bytes: int  # shared memory a block may use (static + dynamic)
     max_threads: int
@@ -46,8 +46,14 @@ class Arch:
 
     @property
     def prelude(self) -> str:
-        """Which templates/common prelude the target uses: amd, cuda or cpu."""
-        return {"amd": "amd", "nvidia": "cuda", "cpu": "cpu"}[self.vendor]
+        """Which templates/common prelude the target uses: amd, cuda, emu or host."""
+        return {"amd": "amd", "nvidia": "cuda", "emu": "emu", "host": "host"}[self.vendor]
+
+    @property
+    def is_gpu_semantics(self) -> bool:
+        """True for targets that run the GPU execution model (blocks of threads, waves, barriers):
+        the GPUs and the emulator. False for the host target, whose kernels are plain loops."""
+        return self.vendor != "host"
 
     def has(self, feature: str) -> bool:
         """True when the arch has `feature`; an unknown feature name is a programming error."""
@@ -78,13 +84,18 @@ _ARCHS = [
     Arch("sm_90", "nvidia", "hopper", 32, 232448, 1024,
          frozenset({"fp16", "bf16", "dot4_i8", "mma_sync", "fp8", "fp8_ocp"}), "sm_90",
          description="Hopper: H100/H200"),
-    Arch("cpu", "cpu", "emulator", 32, 65536, 1024, frozenset(), "host",
-         description="CPU emulation, wave32 (runs the gfx1100-style branches)"),
-    Arch("cpu64", "cpu", "emulator", 64, 65536, 1024, frozenset(), "host",
-         description="CPU emulation, wave64 (runs the gfx950-style branches)"),
+    Arch("emu", "emu", "emulator", 32, 65536, 1024, frozenset(), "host",
+         description="CPU emulation of the GPU model, wave32 (a test vehicle, not fast)"),
+    Arch("emu64", "emu", "emulator", 64, 65536, 1024, frozenset(), "host",
+         description="CPU emulation of the GPU model, wave64 (a test vehicle, not fast)"),
+    # The host target: kernels written for a CPU (loops the compiler vectorizes, integer dot products
+    # on 8-bit activations), one block = one chunk of work on one thread of the pool. Its wave is 1:
+    # there are no waves, barriers or shared memory. What `backend="cpu"` runs.
+    Arch("host", "host", "host", 1, 0, 1, frozenset({"dot4_i8"}), "host",
+         description="this machine's CPU, -O3 -march=native (the fast CPU path)"),
 ]
 ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
-CPU_ARCHS = ("cpu", "cpu64")
+EMU_ARCHS = ("emu", "emu64")
 
 
 def get_arch(name: str | Arch) -> Arch:
@@ -97,9 +108,9 @@ def get_arch(name: str | Arch) -> Arch:
         raise ArchError(f"unknown arch {name!r}; known archs: {', '.join(ARCHS)}") from None
 
 
-def cpu_arch(wave_size: int) -> Arch:
+def emu_arch(wave_size: int) -> Arch:
     """The CPU emulation target with the given wave size (32 or 64)."""
     for a in _ARCHS:
-        if a.vendor == "cpu" and a.wave_size == wave_size:
+        if a.vendor == "emu" and a.wave_size == wave_size:
             return a
     raise ArchError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")

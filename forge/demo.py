@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
-from .arch import cpu_arch
+from .arch import emu_arch
 from .codegen.specs.rope import freq_log2
-from .runtime.cpu import CpuDevice
+from .runtime.emu import EmuDevice
 from .runtime.dispatch import Dispatcher
 
 
@@ -57,8 +57,8 @@ def main() -> int:
     rng = np.random.default_rng(0)
     print("forge demo: kernels on the CPU emulator vs numpy (first run compiles with the host C++ compiler)")
     for wave in (32, 64):
-        arch = cpu_arch(wave)
-        dev = CpuDevice(wave_size=wave)
+        arch = emu_arch(wave)
+        dev = EmuDevice(wave_size=wave)
         kern = Dispatcher(dev, arch)
         for case in (_rmsnorm, _softmax, _rope):
             t0 = time.perf_counter()

@@ -18,8 +18,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", default="cpu", choices=["cpu", "cuda", "hip"],
-                     help="device the kernel tests run on (cpu: the emulator, at wave 32 and 64)")
+    parser.addoption("--backend", default="emu", choices=["emu", "host", "cuda", "hip"],
+                     help="device the kernel tests run on (emu: the CPU emulator, at wave 32 and 64; "
+                          "host: the fast host-CPU kernels)")
 
 
 @dataclass
@@ -34,10 +35,10 @@ class KernelContext:
 
 def _make_context(backend: str, wave: int) -> KernelContext:
     from forge.runtime.dispatch import Dispatcher
-    if backend == "cpu":
-        from forge.arch import cpu_arch
-        from forge.runtime.cpu import CpuDevice
-        dev, arch = CpuDevice(wave_size=wave), cpu_arch(wave)
+    if backend == "emu":
+        from forge.arch import emu_arch
+        from forge.runtime.emu import EmuDevice
+        dev, arch = EmuDevice(wave_size=wave), emu_arch(wave)
     else:
         pytest.skip(f"backend {backend} is not available in this build")
     return KernelContext(dev, arch, Dispatcher(dev, arch))
@@ -46,7 +47,7 @@ def _make_context(backend: str, wave: int) -> KernelContext:
 def pytest_generate_tests(metafunc):
     if "kctx" in metafunc.fixturenames:
         backend = metafunc.config.getoption("--backend")
-        waves = [32, 64] if backend == "cpu" else [0]
+        waves = [32, 64] if backend == "emu" else [0]
         metafunc.parametrize("kctx", waves, indirect=True, ids=[f"{backend}{w or ''}" for w in waves],
                              scope="session")
 

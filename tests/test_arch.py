@@ -1,11 +1,11 @@
 import pytest
 
-from forge.arch import ARCHS, FEATURES, cpu_arch, get_arch
+from forge.arch import ARCHS, FEATURES, emu_arch, get_arch
 from forge.errors import ArchError
 
 
 def test_required_archs_present():
-    for name in ["gfx1100", "gfx1101", "gfx1102", "gfx942", "gfx950", "sm_80", "sm_90", "cpu", "cpu64"]:
+    for name in ["gfx1100", "gfx1101", "gfx1102", "gfx942", "gfx950", "sm_80", "sm_90", "emu", "emu64", "host"]:
         assert get_arch(name).name == name
 
 
@@ -20,9 +20,9 @@ def test_wave_sizes_and_elf_mach():
     assert get_arch("gfx1100").wave_size == 32 and get_arch("gfx1100").elf_mach == 0x41
     assert get_arch("gfx950").wave_size == 64 and get_arch("gfx950").elf_mach == 0x4F
     assert get_arch("gfx942").elf_mach == 0x4C
-    assert cpu_arch(32).name == "cpu" and cpu_arch(64).name == "cpu64"
+    assert emu_arch(32).name == "emu" and emu_arch(64).name == "emu64"
     with pytest.raises(ArchError):
-        cpu_arch(16)
+        emu_arch(16)
 
 
 def test_features_are_known_and_queried_by_name():

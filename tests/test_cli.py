@@ -73,5 +73,5 @@ def test_compiler_failure_shows_diagnostics_and_source_path(capsys, tmp_path, mo
 def test_archs_lists_every_arch(capsys):
     code, out, _ = run_cli(capsys, "archs")
     assert code == 0
-    for name in ["gfx1100", "gfx1101", "gfx1102", "gfx942", "gfx950", "sm_80", "sm_90", "cpu", "cpu64"]:
+    for name in ["gfx1100", "gfx1101", "gfx1102", "gfx942", "gfx950", "sm_80", "sm_90", "emu", "emu64", "host"]:
         assert name in out

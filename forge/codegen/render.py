@@ -84,8 +84,8 @@ def render_inline(body: str, arch: Arch, symbol: str, args, barrier_free: bool =
 def _assemble(env, arch: Arch, kernel: KernelInfo, ctx: dict, body, root) -> str:
     parts = [_header(arch, kernel)]
     names = [f"common/prelude_{arch.prelude}.h", body]  # body: a template name, or a compiled Template
-    if arch.vendor == "cpu":
-        names.append("common/entry_cpu.j2")
+    if arch.vendor in ("emu", "host"):  # host-compiled targets: a C entry the runtime calls
+        names.append(f"common/entry_{arch.prelude}.j2")
     for name in names:
         try:
             parts.append((env.get_template(name) if isinstance(name, str) else name).render(ctx))

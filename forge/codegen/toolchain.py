@@ -5,7 +5,8 @@ automatic and per vendor:
   AMD     ROCm's clang + ld.lld (ROCM_PATH or /opt/rocm), then the portable clang of the `ziglang`
           wheel, then a system clang new enough for the processor (arch.min_clang), with ld.lld
   NVIDIA  NVRTC through cuda-bindings (compiles with no GPU present); stores cubin, not PTX
-  CPU     the host C++ compiler (CXX, else g++ / c++), against the emulator prelude
+  CPU     the host C++ compiler (CXX, else g++ / c++): the emulator prelude (emu, emu64) or the
+          host prelude (host, -O3 and this machine's ISA)
 """
 
 from __future__ import annotations
@@ -236,7 +237,8 @@ def nvrtc_toolchain() -> NVRTC | None:
 
 # ---------------------------------------------------------------------------------------- CPU
 class HostCxx(Toolchain):
-    """The host C++ compiler building a shared library the CPU emulator loads."""
+    """The host C++ compiler building a shared library: an emulated kernel (emu, emu64) or a host
+    kernel (host: -O3 with this machine's ISA spelled out, so the key names the CPU features)."""
 
     name = "host-c++"
     vendor = "cpu"
@@ -247,19 +249,23 @@ class HostCxx(Toolchain):
         self.cxx = cxx
 
     def flags(self, arch: Arch) -> tuple[str, ...]:
-        from ..runtime.cpu_compile import CPU_FLAGS
-        return (self.cxx,) + tuple(CPU_FLAGS)
+        from .hostcc import EMU_FLAGS, HOST_FLAGS, native_isa_flags
+        if arch.vendor == "host":
+            return (self.cxx,) + HOST_FLAGS + native_isa_flags(self.cxx)
+        return (self.cxx,) + EMU_FLAGS
 
     def compile(self, source, arch, symbol, workdir, keep_asm):
-        from ..runtime.cpu_compile import compile_cpu
+        from .hostcc import compile_shared
         out = workdir / f"{symbol}.so"
         src = workdir / f"{symbol}.cpp"
         src.write_text(source)
-        compile_cpu(source, out, cxx=self.cxx, src_path=src)
+        flags = self.flags(arch)[1:]
+        compile_shared(self.cxx, src, out, flags)
         asm = None
         if keep_asm:
             s = workdir / f"{symbol}.s"
-            _run([self.cxx, *self.flags(arch)[1:], "-S", "-o", str(s), str(src)], src, "host assembly")
+            _run([self.cxx, *[f for f in flags if f != "-shared"], "-S", "-o", str(s), str(src)], src,
+                 "host assembly")
             asm = s.read_text()
         return CompileResult(out.read_bytes(), asm, "", {})
 
@@ -297,7 +303,7 @@ def toolchain_for(arch: Arch) -> Toolchain:
                              + _HINTS["amd"])
     found = nvrtc_toolchain() if arch.vendor == "nvidia" else host_toolchain()
     if found is None:
-        raise ToolchainError(f"no compiler for {arch.name}; " + _HINTS[arch.vendor])
+        raise ToolchainError(f"no compiler for {arch.name}; " + _HINTS["nvidia" if arch.vendor == "nvidia" else "cpu"])
     return found
 
 

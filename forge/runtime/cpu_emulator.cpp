@@ -7,7 +7,7 @@
 // written yet. Wave operations rendezvous only the lanes of one wave (32 or 64, the kernel's
 // WAVE_SIZE). Kernels that declare themselves barrier-free run on a fast path with no fibers.
 //
-// Built once per host compiler by forge/runtime/cpu_compile.py and loaded RTLD_GLOBAL; kernels
+// Built once per host compiler by forge/runtime/hostlib.py and loaded RTLD_GLOBAL; kernels
 // link against forge_emu_self/sync/exchange (emu_abi.h).
 #include "emu_abi.h"
 

@@ -32,7 +32,7 @@ class Module(Protocol):
 
 @runtime_checkable
 class Device(Protocol):
-    name: str  # "cpu", "cuda:0", "hip:0"
+    name: str  # "emu", "host", "cuda:0", "hip:0"
 
     # -- memory ----------------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> Buffer: ...

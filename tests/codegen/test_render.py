@@ -14,7 +14,7 @@ from forge.errors import RenderError, SpecError
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("arch", ["gfx1100", "gfx950", "sm_90", "cpu", "cpu64"])
+@pytest.mark.parametrize("arch", ["gfx1100", "gfx950", "sm_90", "emu", "emu64"])
 def test_render_is_deterministic_and_symbols_valid(arch):
     a = get_arch(arch)
     seen = set()

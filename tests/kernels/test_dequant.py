@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from forge.arch import cpu_arch
+from forge.arch import emu_arch
 from forge.codegen.spec import get_spec
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from forge.errors import SpecError
@@ -72,7 +72,7 @@ def test_layout_facts_agree_with_forge_quant(wtype):
     ("gemv", {}, {"n_rows": 2}), ("gemm", {}, {"m": 2, "n_rows": 2})])
 def test_launch_refuses_bad_shapes(family, params, shapes):
     """A row that is not whole blocks, or an empty launch, is a SpecError before anything runs."""
-    arch = cpu_arch(32)
+    arch = emu_arch(32)
     v = get_spec(family).variant(arch, wtype="q4_k", **params)
     with pytest.raises(SpecError, match="multiple of 256"):
         v.launch(arch, n_cols=300, **shapes)

@@ -135,9 +135,9 @@ def test_causal_is_not_full_attention(kctx):
 
 
 def test_heads_must_divide():
-    from forge.arch import cpu_arch
+    from forge.arch import emu_arch
     from forge.codegen.spec import get_spec
     from forge.errors import SpecError
-    v = get_spec("flash_attn").variant(cpu_arch(32), head_dim=64, kv="f16")
+    v = get_spec("flash_attn").variant(emu_arch(32), head_dim=64, kv="f16")
     with pytest.raises(SpecError, match="must divide"):
-        v.launch(cpu_arch(32), n_q=3, n_heads=6, n_kv_heads=4)
+        v.launch(emu_arch(32), n_q=3, n_heads=6, n_kv_heads=4)

@@ -5,13 +5,13 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.errors import DeviceError
-from forge.runtime.cpu import CpuDevice
+from forge.runtime.emu import EmuDevice
 from forge.runtime.device import Device
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "checked"])
 def dev(request):
-    return CpuDevice(wave_size=32, check=request.param)
+    return EmuDevice(wave_size=32, check=request.param)
 
 
 def test_cpu_device_implements_the_protocol(dev):
@@ -66,13 +66,13 @@ def test_freed_buffers_are_refused(dev):
 
 def test_bad_wave_size_and_bad_module_are_refused():
     with pytest.raises(DeviceError, match="32 and 64"):
-        CpuDevice(wave_size=16)
+        EmuDevice(wave_size=16)
     with pytest.raises(DeviceError, match="cannot load"):
-        CpuDevice().load_module(b"not an ELF object")
+        EmuDevice().load_module(b"not an ELF object")
 
 
 def test_streams_order_and_synchronize_returns():
-    d = CpuDevice()
+    d = EmuDevice()
     s = d.create_stream()
     buf = d.alloc(4)
     d.memset(buf, 3, stream=s)

@@ -8,7 +8,7 @@
 #define OPT ((BQ * HD + NT - 1) / NT)    // output accumulators per thread
 // Fully unrolled HD- and BK-long inner loops make clang hoist every shared-memory load and spill
 // (256 VGPRs + scratch on gfx1100); unrolling by 8 keeps ~100 VGPRs and no spills.
-#ifdef FORGE_TARGET_CPU
+#ifdef FORGE_TARGET_EMU
 #define ATTN_UNROLL _Pragma("GCC unroll 8")
 #else
 #define ATTN_UNROLL _Pragma("unroll 8")

@@ -1,5 +1,5 @@
 // ---- the ABI between CPU-emulated kernels and the emulator runtime (forge/runtime/cpu_emulator.cpp) ----
-// Included by prelude_cpu.h (into every kernel) and by the runtime, so both agree on one layout.
+// Included by prelude_emu.h (into every kernel) and by the runtime, so both agree on one layout.
 #ifndef FORGE_EMU_ABI_H
 #define FORGE_EMU_ABI_H
 struct forge_emu_thread {

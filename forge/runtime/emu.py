@@ -1,8 +1,8 @@
 """The CPU emulation backend: the Device protocol over host memory and the emulator runtime
 (forge/runtime/cpu_emulator.cpp). Kernels are the same generated source as for the GPUs, compiled
-by the host C++ compiler against templates/common/prelude_cpu.h.
+by the host C++ compiler against templates/common/prelude_emu.h.
 
-    dev = CpuDevice(wave_size=64)          # runs the wave64 (gfx950-style) template branches
+    dev = EmuDevice(wave_size=64)          # runs the wave64 (gfx950-style) template branches
     FORGE_EMU_CHECK=1 → checking mode: buffers end at guard pages, an out-of-bounds access raises
     DeviceError naming the kernel, the argument, the element index, the block and the thread.
 
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..codegen.spec import DTYPE_BYTES, SCALARS
 from ..errors import DeviceError
-from .cpu_compile import build_runtime, load_library
+from .hostlib import build_runtime, load_library
 from .device import check_range
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -62,7 +62,7 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.forge_emu_bench_switch.restype = ctypes.c_double
 
 
-class CpuBuffer:
+class EmuBuffer:
     """Host memory standing in for device memory. `ptr` is None once freed."""
 
     __slots__ = ("ptr", "nbytes", "guarded")
@@ -71,19 +71,19 @@ class CpuBuffer:
         self.ptr, self.nbytes, self.guarded = ptr, nbytes, guarded
 
     def __repr__(self) -> str:
-        return f"<CpuBuffer {self.nbytes} B at {self.ptr:#x}>" if self.ptr else "<CpuBuffer freed>"
+        return f"<EmuBuffer {self.nbytes} B at {self.ptr:#x}>" if self.ptr else "<EmuBuffer freed>"
 
 
-class CpuStream:
+class EmuStream:
     """Launches on the CPU run to completion in order, so a stream has nothing to track."""
 
 
-class CpuFunction:
+class EmuFunction:
     """One kernel entry in a loaded module, with its argument packer built on the first launch."""
 
     __slots__ = ("symbol", "entry", "tls", "flags", "module", "packer")
 
-    def __init__(self, symbol: str, entry: int, tls: int, flags: int, module: "CpuModule"):
+    def __init__(self, symbol: str, entry: int, tls: int, flags: int, module: "EmuModule"):
         self.symbol, self.entry, self.tls, self.flags, self.module = symbol, entry, tls, flags, module
         self.packer = None
 
@@ -92,18 +92,18 @@ class CpuFunction:
         return self.flags & 0xFF
 
 
-class CpuModule:
+class EmuModule:
     def __init__(self, lib: ctypes.CDLL):
         self.lib = lib
 
-    def function(self, symbol: str) -> CpuFunction:
+    def function(self, symbol: str) -> EmuFunction:
         try:
             entry = ctypes.cast(getattr(self.lib, f"forge_entry_{symbol}"), ctypes.c_void_p).value
             tls = ctypes.cast(getattr(self.lib, f"forge_tls_{symbol}"), ctypes.c_void_p).value
             flags = ctypes.c_uint.in_dll(self.lib, f"forge_flags_{symbol}").value
         except (AttributeError, ValueError):
             raise DeviceError(f"module has no kernel {symbol!r} (was it compiled for the cpu arch?)") from None
-        return CpuFunction(symbol, entry, tls, flags, self)
+        return EmuFunction(symbol, entry, tls, flags, self)
 
 
 # ------------------------------------------------------------------------------ argument packing
@@ -117,8 +117,8 @@ _tls = threading.local()
 def _ptr(v) -> int:
     if v is None:
         return 0
-    if not isinstance(v, CpuBuffer):
-        raise DeviceError(f"expected a CpuBuffer, got {type(v).__name__}")
+    if not isinstance(v, EmuBuffer):
+        raise DeviceError(f"expected a EmuBuffer, got {type(v).__name__}")
     if v.ptr is None:
         raise DeviceError("the buffer was freed")
     return v.ptr
@@ -128,7 +128,7 @@ class Packer:
     """Packs (geometry, values) into a LaunchDesc with one struct.pack_into: built once per kernel,
     so a warm launch costs a few microseconds of Python."""
 
-    def __init__(self, fn: "CpuFunction", args: Sequence[Any], dev: "CpuDevice"):
+    def __init__(self, fn: "EmuFunction", args: Sequence[Any], dev: "EmuDevice"):
         self.args, self.dev = list(args), dev
         self.struct = struct.Struct(_DESC + "".join(_SLOT[a.kind] for a in args))
         self.ptrs = tuple(i for i, a in enumerate(args) if a.is_ptr)
@@ -141,7 +141,7 @@ class Packer:
         vals = list(values)
         for i in self.ptrs:
             v = vals[i]
-            vals[i] = v.ptr if type(v) is CpuBuffer and v.ptr is not None else self._bad_ptr(i, v)
+            vals[i] = v.ptr if type(v) is EmuBuffer and v.ptr is not None else self._bad_ptr(i, v)
         buf = getattr(_tls, "desc", None)
         if buf is None or len(buf) < self.struct.size:
             buf = _tls.desc = ctypes.create_string_buffer(max(4096, self.struct.size))
@@ -169,22 +169,22 @@ class Packer:
 
 
 # ----------------------------------------------------------------------------------- the device
-class CpuDevice:
+class EmuDevice:
     """The CPU emulator as a Device. `wave_size` (32 or 64) must match the kernels' arch (cpu or
-    cpu64); `check` (default: FORGE_EMU_CHECK=1) turns on guard pages and fault reports."""
+    emu64); `check` (default: FORGE_EMU_CHECK=1) turns on guard pages and fault reports."""
 
     def __init__(self, wave_size: int = 32, check: bool | None = None, store=None):
         if wave_size not in (32, 64):
             raise DeviceError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")
         self.wave_size = wave_size
         self.check = os.environ.get("FORGE_EMU_CHECK", "") not in ("", "0") if check is None else check
-        self.name = "cpu"
+        self.name = "emu"
         self._rt = emulator_runtime(store)
         self._err = ctypes.create_string_buffer(1024)
         self._fault = (_U64 * 8)()
 
     def __repr__(self) -> str:
-        return f"<CpuDevice wave{self.wave_size}{' checked' if self.check else ''}>"
+        return f"<EmuDevice wave{self.wave_size}{' checked' if self.check else ''}>"
 
     @property
     def threads(self) -> int:
@@ -192,51 +192,51 @@ class CpuDevice:
         return self._rt.forge_emu_threads()
 
     # ---- memory ---------------------------------------------------------------------------------
-    def alloc(self, nbytes: int) -> CpuBuffer:
+    def alloc(self, nbytes: int) -> EmuBuffer:
         if nbytes < 0:
             raise DeviceError(f"cannot allocate {nbytes} bytes")
         ptr = self._rt.forge_emu_alloc(nbytes, int(self.check))
         if not ptr:
             raise DeviceError(f"out of host memory allocating {nbytes} bytes")
-        return CpuBuffer(ptr, nbytes, self.check)
+        return EmuBuffer(ptr, nbytes, self.check)
 
-    def free(self, buf: CpuBuffer) -> None:
+    def free(self, buf: EmuBuffer) -> None:
         if buf.ptr is None:
             raise DeviceError("buffer freed twice")
         self._rt.forge_emu_free(buf.ptr, buf.nbytes, int(buf.guarded))
         buf.ptr = None
 
-    def _addr(self, buf: CpuBuffer, offset: int, nbytes: int, what: str) -> int:
+    def _addr(self, buf: EmuBuffer, offset: int, nbytes: int, what: str) -> int:
         if buf.ptr is None:
             raise DeviceError(f"{what}: the buffer was freed")
         check_range(buf, offset, nbytes, what)
         return buf.ptr + offset
 
-    def upload(self, buf: CpuBuffer, data, offset: int = 0, stream=None) -> None:
+    def upload(self, buf: EmuBuffer, data, offset: int = 0, stream=None) -> None:
         arr = np.ascontiguousarray(np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data)
         ctypes.memmove(self._addr(buf, offset, arr.nbytes, "upload"), arr.ctypes.data, arr.nbytes)
 
-    def download(self, buf: CpuBuffer, nbytes: int | None = None, offset: int = 0, stream=None) -> bytes:
+    def download(self, buf: EmuBuffer, nbytes: int | None = None, offset: int = 0, stream=None) -> bytes:
         n = buf.nbytes - offset if nbytes is None else nbytes
         return ctypes.string_at(self._addr(buf, offset, n, "download"), n)
 
-    def memset(self, buf: CpuBuffer, value: int, nbytes: int | None = None, offset: int = 0, stream=None) -> None:
+    def memset(self, buf: EmuBuffer, value: int, nbytes: int | None = None, offset: int = 0, stream=None) -> None:
         n = buf.nbytes - offset if nbytes is None else nbytes
         ctypes.memset(self._addr(buf, offset, n, "memset"), value, n)
 
-    def copy(self, dst: CpuBuffer, src: CpuBuffer, nbytes: int, dst_offset: int = 0, src_offset: int = 0,
+    def copy(self, dst: EmuBuffer, src: EmuBuffer, nbytes: int, dst_offset: int = 0, src_offset: int = 0,
              stream=None) -> None:
         ctypes.memmove(self._addr(dst, dst_offset, nbytes, "copy to"), self._addr(src, src_offset, nbytes, "copy from"),
                        nbytes)
 
     # ---- code -----------------------------------------------------------------------------------
-    def load_module(self, data: bytes) -> CpuModule:
+    def load_module(self, data: bytes) -> EmuModule:
         try:
-            return CpuModule(load_library(data))
+            return EmuModule(load_library(data))
         except OSError as e:
             raise DeviceError(f"cannot load a CPU kernel library: {e}") from None
 
-    def launch(self, fn: CpuFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
+    def launch(self, fn: EmuFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
         packer = fn.packer
         if packer is None or packer.dev is not self:
             if fn.wave_size != self.wave_size:
@@ -259,8 +259,8 @@ class CpuDevice:
         if self.check:
             self._check_canaries(fn, values, args)
 
-    def create_stream(self) -> CpuStream:
-        return CpuStream()
+    def create_stream(self) -> EmuStream:
+        return EmuStream()
 
     def synchronize(self, stream=None) -> None:
         """Nothing to wait for: every launch has finished when launch() returns."""
@@ -271,7 +271,7 @@ class CpuDevice:
         kind = {0: "read", 1: "write"}.get(write, "access")
         loc = f"block ({where[0]},{where[1]},{where[2]}) thread ({where[3]},{where[4]},{where[5]})"
         for a, v in zip(args, values):
-            if not (a.is_ptr and isinstance(v, CpuBuffer) and v.ptr):
+            if not (a.is_ptr and isinstance(v, EmuBuffer) and v.ptr):
                 continue
             end = v.ptr + -(-max(v.nbytes, 1) // 16) * 16
             first_page = v.ptr - (v.ptr % _PAGE)
@@ -283,9 +283,9 @@ class CpuDevice:
                         f"at element {rel // item} ({side}) by {loc}")
         return f"out-of-bounds {kind} at address {addr:#x}, outside every buffer argument, by {loc}"
 
-    def _check_canaries(self, fn: CpuFunction, values, args) -> None:
+    def _check_canaries(self, fn: EmuFunction, values, args) -> None:
         for a, v in zip(args, values):
-            if a.is_ptr and isinstance(v, CpuBuffer) and v.ptr and v.guarded:
+            if a.is_ptr and isinstance(v, EmuBuffer) and v.ptr and v.guarded:
                 off = self._rt.forge_emu_canary(v.ptr, v.nbytes)
                 if off != _NO_DAMAGE:
                     raise DeviceError(f"{fn.symbol}: out-of-bounds write to argument {a.name!r} ({v.nbytes} bytes) at "

@@ -8,7 +8,7 @@ extern "C" const struct forge_emu_thread* forge_emu_self(void) __attribute__((co
 
 {% include "common/types.h" %}
 
-// The runtime's `forge_entry_<symbol>` (common/entry_cpu.j2) calls the kernel once per thread.
+// The runtime's `forge_entry_<symbol>` (common/entry_emu.j2) calls the kernel once per thread.
 #define KERNEL(max_threads) static void
 #define DEVICE static inline
 // A block runs entirely on one OS thread and blocks on one OS thread run one after another, so a

@@ -1,5 +1,5 @@
-"""Host compilation for the CPU emulator: kernel sources into shared libraries, and the emulator
-runtime itself (forge/runtime/cpu_emulator.cpp), built once per compiler into the store."""
+"""Host shared libraries for the CPU backends: the emulator runtime (forge/runtime/cpu_emulator.cpp),
+built once per compiler into the store, and dlopen of verified objects from memory."""
 
 from __future__ import annotations
 
@@ -13,20 +13,8 @@ from pathlib import Path
 
 from ..errors import ToolchainError
 
-# -fno-strict-aliasing: kernels reinterpret buffers through wide types (u32x4 over bytes), which
-# GPU compilers accept; -ffp-contract=off: no fused multiply-add unless the kernel asks (f_fma).
-CPU_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-fno-strict-aliasing", "-ffp-contract=off",
-             "-fno-math-errno", "-w")
 RUNTIME_SRC = Path(__file__).with_name("cpu_emulator.cpp")
 ABI_DIR = Path(__file__).resolve().parent.parent / "templates" / "common"
-
-
-def compile_cpu(source: str, out: Path, cxx: str, src_path: Path, extra: tuple[str, ...] = ()) -> None:
-    """Compile `src_path` (holding `source`) into the shared library `out`; CompileError on failure."""
-    from ..codegen.toolchain import _run
-    if not src_path.exists():
-        src_path.write_text(source)
-    _run([cxx, *CPU_FLAGS, *extra, "-o", str(out), str(src_path), "-lm"], src_path, "host compile")
 
 
 def runtime_source() -> str:
@@ -38,22 +26,23 @@ def runtime_source() -> str:
 def build_runtime(store, fibers: str = "asm") -> bytes:
     """The emulator runtime library (bytes, from the store; compiled on a miss). `fibers` is "asm"
     (the hand-written switch, on x86-64) or "ucontext" (the portable floor, for measurement)."""
+    from ..codegen.hostcc import EMU_FLAGS, compile_shared
     from ..codegen.store import BuildOutput, KeyInputs
     from ..codegen.toolchain import host_toolchain
     tc = host_toolchain()
     if tc is None:
-        raise ToolchainError("the CPU emulator needs a C++ compiler: install g++ (apt-get install g++) or set CXX")
+        raise ToolchainError("the CPU backends need a C++ compiler: install g++ (apt-get install g++) or set CXX")
     source = runtime_source()
-    extra = ("-pthread",) + (("-DFORGE_FIBER_UCONTEXT",) if fibers == "ucontext" else ())
+    flags = EMU_FLAGS + ("-pthread",) + (("-DFORGE_FIBER_UCONTEXT",) if fibers == "ucontext" else ())
     inputs = KeyInputs(source_sha256=hashlib.sha256(source.encode()).hexdigest(), arch="host",
-                       target="host", toolchain=tc.identity, flags=CPU_FLAGS + extra)
+                       target="host", toolchain=tc.identity, flags=flags)
 
-    def build() -> BuildOutput:
+    def build():
         work = Path(tempfile.mkdtemp(prefix="forge-emu-runtime-"))
         try:
             src, out = work / "cpu_emulator.cpp", work / "libforge_emu.so"
             src.write_text(source)
-            compile_cpu(source, out, tc.cxx, src, extra)
+            compile_shared(tc.cxx, src, out, flags)
             return BuildOutput(out.read_bytes(), {"source.cpp": source},
                                {"family": "emulator-runtime", "symbol": f"libforge_emu_{fibers}",
                                 "arch": "host", "toolchain": tc.identity, "params": {"fibers": fibers}})

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from forge.arch import cpu_arch
+from forge.arch import emu_arch
 from forge.codegen.spec import Arg
 from forge.errors import DeviceError
-from forge.runtime.cpu import CpuDevice
+from forge.runtime.emu import EmuDevice
 from tests.conftest import KernelContext
 from tests.runtime.inline import compile_inline, launch
 
@@ -268,9 +268,9 @@ def test_bad_launches_are_refused(kctx):
             dev.launch(fn, (1, 1, 1), (2048, 1, 1), 0, [buf, 1], args)
         with pytest.raises(DeviceError, match="does not fit"):
             dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, -1], args)
-        with pytest.raises(DeviceError, match="CpuBuffer"):
+        with pytest.raises(DeviceError, match="EmuBuffer"):
             dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [np.zeros(1), 1], args)
-        other = CpuDevice(wave_size=96 - kctx.arch.wave_size)
+        other = EmuDevice(wave_size=96 - kctx.arch.wave_size)
         with pytest.raises(DeviceError, match="compiled for wave"):
             other.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, 1], args)
     finally:
@@ -291,7 +291,7 @@ OOB_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"), Arg.scalar("n"
 
 @pytest.fixture(scope="module")
 def checked():
-    return {w: KernelContext(CpuDevice(wave_size=w, check=True), cpu_arch(w), None) for w in (32, 64)}
+    return {w: KernelContext(EmuDevice(wave_size=w, check=True), emu_arch(w), None) for w in (32, 64)}
 
 
 @pytest.mark.parametrize("n", [256, 1000])  # 1000 floats end exactly at a guard page; 256 too
