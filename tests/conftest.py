@@ -18,9 +18,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser):
-    parser.addoption("--backend", default="emu", choices=["emu", "host", "cuda", "hip"],
+    parser.addoption("--backend", default="cpu", choices=["cpu", "emu", "host", "cuda", "hip"],
                      help="device the kernel tests run on (emu: the CPU emulator, at wave 32 and 64; "
-                          "host: the fast host-CPU kernels)")
+                          "host: the fast host-CPU kernels; cpu: both, the default)")
 
 
 @dataclass
@@ -33,25 +33,44 @@ class KernelContext:
         return f"<{self.arch.name}>"
 
 
-def _make_context(backend: str, wave: int) -> KernelContext:
+def _make_context(target: str) -> KernelContext:
     from forge.runtime.dispatch import Dispatcher
-    if backend == "emu":
+    if target in ("emu32", "emu64"):
         from forge.arch import emu_arch
         from forge.runtime.emu import EmuDevice
+        wave = int(target[3:])
         dev, arch = EmuDevice(wave_size=wave), emu_arch(wave)
+    elif target == "host":
+        try:
+            from forge.runtime.host import HostDevice
+        except ImportError:
+            pytest.skip("the host backend is not in this build")
+        from forge.arch import get_arch
+        dev, arch = HostDevice(), get_arch("host")
     else:
-        pytest.skip(f"backend {backend} is not available in this build")
+        pytest.skip(f"backend {target} is not available in this build")
     return KernelContext(dev, arch, Dispatcher(dev, arch))
+
+
+TARGETS = {"cpu": ["emu32", "emu64", "host"], "emu": ["emu32", "emu64"], "host": ["host"],
+           "cuda": ["cuda"], "hip": ["hip"]}
 
 
 def pytest_generate_tests(metafunc):
     if "kctx" in metafunc.fixturenames:
-        backend = metafunc.config.getoption("--backend")
-        waves = [32, 64] if backend == "emu" else [0]
-        metafunc.parametrize("kctx", waves, indirect=True, ids=[f"{backend}{w or ''}" for w in waves],
-                             scope="session")
+        targets = TARGETS[metafunc.config.getoption("--backend")]
+        metafunc.parametrize("kctx", targets, indirect=True, ids=targets, scope="session")
 
 
 @pytest.fixture(scope="session")
 def kctx(request):
-    return _make_context(request.config.getoption("--backend"), request.param)
+    return _make_context(request.param)
+
+
+@pytest.fixture
+def emu_kctx(kctx):
+    """kctx, on the emulator targets only: for tests of GPU execution semantics (barriers, waves,
+    shared memory) and for the mutants of GPU templates, which the host target does not have."""
+    if kctx.arch.vendor != "emu":
+        pytest.skip(f"GPU-semantics test; {kctx.arch.name} is not the emulator")
+    return kctx

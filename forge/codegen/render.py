@@ -68,7 +68,7 @@ def render(variant: Variant, arch: Arch, root: Path | None = None) -> str:
     kernel = KernelInfo(variant.symbol, variant.family, tuple(variant.args), variant.spec.barrier_free)
     ctx = {"arch": arch, "p": variant.params, "kernel": kernel, "wave": arch.wave_size}
     ctx.update(variant.spec.context(variant.params, arch))
-    return _assemble(environment(root), arch, kernel, ctx, variant.spec.template_name(), root)
+    return _assemble(environment(root), arch, kernel, ctx, variant.spec.template_name(arch), root)
 
 
 def render_inline(body: str, arch: Arch, symbol: str, args, barrier_free: bool = False, **params) -> str:

@@ -88,6 +88,12 @@ class KernelSpec:
 
     family: str = ""
     template: str = ""  # file under forge/templates; defaults to "<family>.hip.j2"
+    # The family has a host-CPU kernel, forge/templates/<family>.host.j2, written for a CPU (plain
+    # loops, no waves or barriers) with the same arguments and meaning as the GPU kernel; the host
+    # arch has no variants of a family without one.
+    host: bool = False
+    # The family has GPU-model variants (GPUs and the emulator); False for a host-only family.
+    gpu: bool = True
     space: dict[str, tuple] = {}  # parameter name -> allowed values (order fixes symbol spelling)
     barrier_free: bool = False  # no sync_threads and no wave ops: the emulator may skip fibers
     doc: str = ""
@@ -111,8 +117,15 @@ class KernelSpec:
         return {}
 
     # --- derived behaviour, not overridden -------------------------------------------------
-    def template_name(self) -> str:
+    def template_name(self, arch: Arch | None = None) -> str:
+        """The template file of the family for `arch`: `<family>.host.j2` on the host target."""
+        if arch is not None and not arch.is_gpu_semantics:
+            return f"{self.family}.host.j2"
         return self.template or f"{self.family}.hip.j2"
+
+    def targets(self, arch: Arch) -> bool:
+        """Whether the family has kernels for `arch` at all (a host kernel, or GPU-model ones)."""
+        return self.host if not arch.is_gpu_semantics else self.gpu
 
     def oracle_module(self) -> str:
         return self.oracle or self.family
@@ -122,6 +135,8 @@ class KernelSpec:
 
     def variants(self, arch: Arch) -> list["Variant"]:
         """Every valid variant of the family for `arch`, in a stable order."""
+        if not self.targets(arch):
+            return []
         names = list(self.space)
         out = []
         for values in itertools.product(*(self.space[n] for n in names)):
@@ -141,6 +156,9 @@ class KernelSpec:
             if v not in self.space[n]:
                 raise SpecError(f"{self.family}: {n}={v!r} is not one of {list(self.space[n])}")
         p = {n: params[n] for n in self.space}
+        if not self.targets(arch):
+            raise SpecError(f"{self.family}: no kernel for {arch.name} "
+                            f"({'no host kernel' if not arch.is_gpu_semantics else 'host only'})")
         if not self.valid(p, arch):
             raise SpecError(f"{self.family}: variant {p} does not exist for {arch.name}")
         return Variant(self, tuple(p.items()))

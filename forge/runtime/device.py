@@ -8,7 +8,7 @@ function and check each value's kind.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -51,6 +51,38 @@ class Device(Protocol):
     # -- ordering ----------------------------------------------------------------------------------
     def create_stream(self) -> Any: ...
     def synchronize(self, stream: Any = None) -> None: ...
+
+    # -- launch lists --------------------------------------------------------------------------------
+    # view(buf, offset, nbytes): a Buffer aliasing bytes [offset, offset + nbytes) of buf, usable as a
+    # kernel argument and in transfers; it is never freed itself and dies with buf.
+    # record(launches): a replayable form of a fixed list of launches (BoundLaunch below), run in
+    # order by `.run(stream)`; a backend makes it cheap (a CUDA/HIP graph, a C loop), the default
+    # is PythonReplay. Values that change between replays must live in device memory.
+    def view(self, buf: Buffer, offset: int, nbytes: int) -> Buffer: ...
+    def record(self, launches: Sequence["BoundLaunch"]) -> Any: ...
+
+
+class BoundLaunch(NamedTuple):
+    """One launch with everything fixed: what a launch list is made of."""
+
+    fn: Any
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_bytes: int
+    values: tuple
+    args: tuple
+
+
+class PythonReplay:
+    """The default replay of a launch list: one device.launch per entry."""
+
+    def __init__(self, device, launches: Sequence[BoundLaunch]):
+        self.device, self.launches = device, list(launches)
+
+    def run(self, stream: Any = None) -> None:
+        launch = self.device.launch
+        for b in self.launches:
+            launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args, stream)
 
 
 def check_range(buf: Buffer, offset: int, nbytes: int, what: str) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 from ..codegen.spec import DTYPE_BYTES, SCALARS
 from ..errors import DeviceError
 from .hostlib import build_runtime, load_library
-from .device import check_range
+from .device import PythonReplay, check_range
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _U64 = ctypes.c_uint64
@@ -65,10 +65,10 @@ def _declare(lib: ctypes.CDLL) -> None:
 class EmuBuffer:
     """Host memory standing in for device memory. `ptr` is None once freed."""
 
-    __slots__ = ("ptr", "nbytes", "guarded")
+    __slots__ = ("ptr", "nbytes", "guarded", "parent")
 
-    def __init__(self, ptr: int, nbytes: int, guarded: bool):
-        self.ptr, self.nbytes, self.guarded = ptr, nbytes, guarded
+    def __init__(self, ptr: int, nbytes: int, guarded: bool, parent: "EmuBuffer | None" = None):
+        self.ptr, self.nbytes, self.guarded, self.parent = ptr, nbytes, guarded, parent
 
     def __repr__(self) -> str:
         return f"<EmuBuffer {self.nbytes} B at {self.ptr:#x}>" if self.ptr else "<EmuBuffer freed>"
@@ -203,6 +203,8 @@ class EmuDevice:
     def free(self, buf: EmuBuffer) -> None:
         if buf.ptr is None:
             raise DeviceError("buffer freed twice")
+        if buf.parent is not None:
+            raise DeviceError("a view is not freed; free the buffer it views")
         self._rt.forge_emu_free(buf.ptr, buf.nbytes, int(buf.guarded))
         buf.ptr = None
 
@@ -261,6 +263,14 @@ class EmuDevice:
 
     def create_stream(self) -> EmuStream:
         return EmuStream()
+
+    def view(self, buf: EmuBuffer, offset: int, nbytes: int) -> EmuBuffer:
+        """Bytes [offset, offset + nbytes) of buf as a buffer of their own (no guard pages: checking
+        mode sees a view's overruns only where they leave the parent buffer)."""
+        return EmuBuffer(self._addr(buf, offset, nbytes, "view"), nbytes, False, buf)
+
+    def record(self, launches) -> "PythonReplay":
+        return PythonReplay(self, launches)
 
     def synchronize(self, stream=None) -> None:
         """Nothing to wait for: every launch has finished when launch() returns."""

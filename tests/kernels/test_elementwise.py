@@ -11,7 +11,7 @@ from tests.oracles.elementwise import elementwise
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f16"])
-@pytest.mark.parametrize("op", ["scale", "add", "mul"])
+@pytest.mark.parametrize("op", ["scale", "add", "mul", "addrow"])
 @given(data=st.data())
 def test_elementwise(kctx, op, dtype, data):
     n = data.draw(sizes(1, 5000))
@@ -22,6 +22,10 @@ def test_elementwise(kctx, op, dtype, data):
     if op == "scale":
         s = data.draw(st.floats(-100, 100, width=32))
         args, ref = {"x": a, "s": s}, elementwise(op, a, s, npd)
+    elif op == "addrow":  # n = rows * ncols, b one row
+        ncols = data.draw(st.sampled_from([d for d in range(1, min(n, 700) + 1) if n % d == 0]))
+        b = data.draw(arrays((ncols,), npd))
+        args, ref = {"a": a, "b": b, "ncols": ncols}, elementwise(op, a, b, npd)
     else:
         b = data.draw(arrays((n,), npd))
         args, ref = {"a": a, "b": b}, elementwise(op, a, b, npd)

@@ -88,8 +88,8 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
-    assert_property_catches(kctx, "flash_attn", {"head_dim": 64, "kv": "f16"}, MUTANTS[mutant],
+def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
+    assert_property_catches(emu_kctx, "flash_attn", {"head_dim": 64, "kv": "f16"}, MUTANTS[mutant],
                             lambda ctx, data: check_flash(ctx, 64, "f16", data), tmp_path, monkeypatch,
                             max_examples=30)
 

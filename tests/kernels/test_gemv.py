@@ -67,7 +67,7 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
+def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     """Each plausible mistake above, rendered into the real q4_0 source, makes the gemv property fail."""
-    assert_property_catches(kctx, "gemv", {"wtype": "q4_0"}, MUTANTS[mutant],
+    assert_property_catches(emu_kctx, "gemv", {"wtype": "q4_0"}, MUTANTS[mutant],
                             lambda ctx, data: check_gemv(ctx, "q4_0", data), tmp_path, monkeypatch, max_examples=40)

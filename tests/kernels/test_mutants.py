@@ -21,8 +21,8 @@ MUTANTS = {
 
 
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
-def test_property_test_catches_mutant(kctx, mutant, tmp_path, monkeypatch):
+def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     # The barrier site stands in block_sum and block_max alike: mutate the first (block_sum).
-    assert_property_catches(kctx, "rmsnorm", {"dtype": "f32", "block": 256}, MUTANTS[mutant],
+    assert_property_catches(emu_kctx, "rmsnorm", {"dtype": "f32", "block": 256}, MUTANTS[mutant],
                             lambda ctx, data: check_rmsnorm(ctx, "f32", data), tmp_path, monkeypatch,
                             max_examples=30, once=False)

@@ -33,23 +33,23 @@ KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
 SCAN_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32")]
 
 
-def scan(kctx, x, block, barriers):
-    fn = compile_inline(kctx, SCAN, SCAN_ARGS, barriers=barriers)
+def scan(emu_kctx, x, block, barriers):
+    fn = compile_inline(emu_kctx, SCAN, SCAN_ARGS, barriers=barriers)
     grid = x.size // block
-    return launch(kctx, fn, SCAN_ARGS, {"x": x, "y": np.zeros_like(x)}, (grid, 1, 1), (block, 1, 1), outs=["y"])["y"]
+    return launch(emu_kctx, fn, SCAN_ARGS, {"x": x, "y": np.zeros_like(x)}, (grid, 1, 1), (block, 1, 1), outs=["y"])["y"]
 
 
 @given(block=st.integers(1, 1024), grid=st.integers(1, 5), data=st.data())
-def test_block_scan_with_barriers_is_exact(kctx, block, grid, data):
+def test_block_scan_with_barriers_is_exact(emu_kctx, block, grid, data):
     x = np.array(data.draw(st.lists(st.integers(-8, 8), min_size=block * grid, max_size=block * grid)), np.float32)
-    got = scan(kctx, x, block, barriers=True)
+    got = scan(emu_kctx, x, block, barriers=True)
     np.testing.assert_array_equal(got, np.cumsum(x.reshape(grid, block), axis=1).ravel())  # small ints: exact
 
 
 @pytest.mark.parametrize("block", [2 * 64, 256, 1000])
-def test_block_scan_without_barriers_is_wrong(kctx, block):
+def test_block_scan_without_barriers_is_wrong(emu_kctx, block):
     x = np.ones(block, np.float32)
-    got = scan(kctx, x, block, barriers=False)
+    got = scan(emu_kctx, x, block, barriers=False)
     assert not np.array_equal(got, np.cumsum(x)), "the emulator hid a missing barrier"
 
 
@@ -98,32 +98,32 @@ def wave_model(x, src, delta, W):
 
 
 @given(nwaves=st.integers(1, 4), data=st.data())
-def test_wave_operations_act_on_waves_of_the_target_size(kctx, nwaves, data):
-    W = kctx.arch.wave_size
+def test_wave_operations_act_on_waves_of_the_target_size(emu_kctx, nwaves, data):
+    W = emu_kctx.arch.wave_size
     n = nwaves * W
     x = np.array(data.draw(st.lists(st.sampled_from([-2.0, -1.0, 1.0, 2.0, 4.0]), min_size=n, max_size=n)), np.float32)
     src = np.array(data.draw(st.lists(st.integers(0, W + 3), min_size=n, max_size=n)), np.int32)
     delta = data.draw(st.integers(0, W + 1))
-    fn = compile_inline(kctx, WAVE_OPS, WAVE_ARGS)
-    out = launch(kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": delta},
+    fn = compile_inline(emu_kctx, WAVE_OPS, WAVE_ARGS)
+    out = launch(emu_kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": delta},
                  (1, 1, 1), (n, 1, 1), outs=["out"])["out"].reshape(n, 8)
     floats, ints = wave_model(x.astype(np.float64), src, delta, W)
     np.testing.assert_array_equal(out[:, :4].view(np.float32), floats)  # small integers: sums are exact
     np.testing.assert_array_equal(out[:, 4:], ints)
 
 
-def test_partial_wave_ballot_counts_only_live_lanes(kctx):
-    W = kctx.arch.wave_size
+def test_partial_wave_ballot_counts_only_live_lanes(emu_kctx):
+    W = emu_kctx.arch.wave_size
     n = W + 5  # the second wave has 5 lanes
     x = np.ones(n, np.float32)
     src = np.zeros(n, np.int32)
-    fn = compile_inline(kctx, WAVE_OPS, WAVE_ARGS)
-    out = launch(kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": 0},
+    fn = compile_inline(emu_kctx, WAVE_OPS, WAVE_ARGS)
+    out = launch(emu_kctx, fn, WAVE_ARGS, {"x": x, "src": src, "out": np.zeros(n * 8, np.uint32), "delta": 0},
                  (1, 1, 1), (n, 1, 1), outs=["out"])["out"].reshape(n, 8)
     assert out[W, 4] == 0b11111 and out[W, 7] == 1.0  # ballot of 5 live lanes; all() over live lanes
 
 
-def test_lane_and_wave_ids_follow_linear_thread_index(kctx):
+def test_lane_and_wave_ids_follow_linear_thread_index(emu_kctx):
     body = """
 KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
   const u32 t = linear_tid();
@@ -135,14 +135,14 @@ KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
 }
 """
     args = [Arg.ptr("out", "u32")]
-    fn = compile_inline(kctx, body, args, barrier_free=True)
+    fn = compile_inline(emu_kctx, body, args, barrier_free=True)
     grid, block = (3, 2, 2), (5, 4, 3)
     nb, nt = 12, 60
-    out = launch(kctx, fn, args, {"out": np.zeros(nb * nt * 4, np.uint32)}, grid, block, outs=["out"])["out"]
+    out = launch(emu_kctx, fn, args, {"out": np.zeros(nb * nt * 4, np.uint32)}, grid, block, outs=["out"])["out"]
     out = out.reshape(2, 2, 3, 3, 4, 5, 4)  # bz by bx tz ty tx field
     tz, ty, tx = np.meshgrid(range(3), range(4), range(5), indexing="ij")
     lin = tx + 5 * (ty + 4 * tz)
-    W = kctx.arch.wave_size
+    W = emu_kctx.arch.wave_size
     for bz, by, bx in np.ndindex(2, 2, 3):
         blk = out[bz, by, bx]
         np.testing.assert_array_equal(blk[..., 0], tx + 100 * ty + 10000 * tz)
@@ -172,11 +172,11 @@ KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
 """
 
 
-def test_shared_memory_is_per_block_and_starts_poisoned(kctx):
+def test_shared_memory_is_per_block_and_starts_poisoned(emu_kctx):
     args = [Arg.ptr("out", "u32")]
-    fn = compile_inline(kctx, DYN, args)
+    fn = compile_inline(emu_kctx, DYN, args)
     grid, block = 40, 96
-    out = launch(kctx, fn, args, {"out": np.zeros(grid * 4, np.uint32)}, (grid, 1, 1), (block, 1, 1),
+    out = launch(emu_kctx, fn, args, {"out": np.zeros(grid * 4, np.uint32)}, (grid, 1, 1), (block, 1, 1),
                  shared=block * 4, outs=["out"])["out"].reshape(grid, 4)
     b = np.arange(grid)
     assert np.all(out[:, 0] == 1), "dynamic shared memory must read as NaN before it is written"
@@ -201,12 +201,12 @@ KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
 """
 
 
-def test_atomics_are_atomic_across_blocks_on_all_threads(kctx):
+def test_atomics_are_atomic_across_blocks_on_all_threads(emu_kctx):
     args = [Arg.ptr("counts", "u32"), Arg.ptr("fsum", "f32"), Arg.ptr("order", "u32")]
-    fn = compile_inline(kctx, ATOMICS, args, barrier_free=True)
+    fn = compile_inline(emu_kctx, ATOMICS, args, barrier_free=True)
     grid, block = 64, 256
     n = grid * block
-    out = launch(kctx, fn, args, {"counts": np.zeros(6, np.uint32), "fsum": np.zeros(1, np.float32),
+    out = launch(emu_kctx, fn, args, {"counts": np.zeros(6, np.uint32), "fsum": np.zeros(1, np.float32),
                                   "order": np.zeros(n, np.uint32)}, (grid, 1, 1), (block, 1, 1),
                  outs=["counts", "fsum", "order"])
     c = out["counts"]
@@ -216,7 +216,7 @@ def test_atomics_are_atomic_across_blocks_on_all_threads(kctx):
 
 
 # ------------------------------------------------------------------------------ misuse errors
-def test_wave_operation_in_divergent_code_is_reported(kctx):
+def test_wave_operation_in_divergent_code_is_reported(emu_kctx):
     body = """
 KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
   float v = 1.0f;
@@ -226,22 +226,22 @@ KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
 }
 """
     args = [Arg.ptr("y", "f32")]
-    fn = compile_inline(kctx, body, args)
+    fn = compile_inline(emu_kctx, body, args)
     with pytest.raises(DeviceError, match="divergent"):
-        launch(kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
+        launch(emu_kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
 
 
-def test_barrier_free_kernel_that_syncs_is_reported(kctx):
+def test_barrier_free_kernel_that_syncs_is_reported(emu_kctx):
     body = """
 KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) { sync_threads(); y[tid_x()] = 1.0f; }
 """
     args = [Arg.ptr("y", "f32")]
-    fn = compile_inline(kctx, body, args, barrier_free=True)
+    fn = compile_inline(emu_kctx, body, args, barrier_free=True)
     with pytest.raises(DeviceError, match="barrier_free"):
-        launch(kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
+        launch(emu_kctx, fn, args, {"y": np.zeros(64, np.float32)}, (1, 1, 1), (64, 1, 1))
 
 
-def test_exited_threads_count_as_arrived_at_a_barrier(kctx):
+def test_exited_threads_count_as_arrived_at_a_barrier(emu_kctx):
     body = """
 KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
   SHARED float s[256];
@@ -252,16 +252,16 @@ KERNEL(256) {{ kernel.symbol }}({{ kernel.signature }}) {
 }
 """
     args = [Arg.ptr("y", "f32"), Arg.scalar("n", "u32")]
-    fn = compile_inline(kctx, body, args)
-    y = launch(kctx, fn, args, {"y": np.zeros(256, np.float32), "n": 100}, (1, 1, 1), (256, 1, 1), outs=["y"])["y"]
+    fn = compile_inline(emu_kctx, body, args)
+    y = launch(emu_kctx, fn, args, {"y": np.zeros(256, np.float32), "n": 100}, (1, 1, 1), (256, 1, 1), outs=["y"])["y"]
     assert np.all(y[:100] == 2.0) and np.all(y[100:] == 0.0)
 
 
-def test_bad_launches_are_refused(kctx):
+def test_bad_launches_are_refused(emu_kctx):
     args = [Arg.ptr("y", "f32"), Arg.scalar("n", "u32")]
-    fn = compile_inline(kctx, "KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) { y[0] = n; }", args,
+    fn = compile_inline(emu_kctx, "KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) { y[0] = n; }", args,
                         barrier_free=True)
-    dev = kctx.device
+    dev = emu_kctx.device
     buf = dev.alloc(4)
     try:
         with pytest.raises(DeviceError, match="threads per block"):
@@ -270,7 +270,7 @@ def test_bad_launches_are_refused(kctx):
             dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, -1], args)
         with pytest.raises(DeviceError, match="EmuBuffer"):
             dev.launch(fn, (1, 1, 1), (1, 1, 1), 0, [np.zeros(1), 1], args)
-        other = EmuDevice(wave_size=96 - kctx.arch.wave_size)
+        other = EmuDevice(wave_size=96 - emu_kctx.arch.wave_size)
         with pytest.raises(DeviceError, match="compiled for wave"):
             other.launch(fn, (1, 1, 1), (1, 1, 1), 0, [buf, 1], args)
     finally:
@@ -295,8 +295,8 @@ def checked():
 
 
 @pytest.mark.parametrize("n", [256, 1000])  # 1000 floats end exactly at a guard page; 256 too
-def test_out_of_bounds_read_is_reported_with_kernel_argument_and_index(checked, kctx, n):
-    ctx = checked[kctx.arch.wave_size]
+def test_out_of_bounds_read_is_reported_with_kernel_argument_and_index(checked, emu_kctx, n):
+    ctx = checked[emu_kctx.arch.wave_size]
     fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
     with pytest.raises(DeviceError) as e:
         launch(ctx, fn, OOB_ARGS, {"x": np.ones(n, np.float32), "y": np.zeros(n + 1, np.float32), "n": n},
@@ -306,8 +306,8 @@ def test_out_of_bounds_read_is_reported_with_kernel_argument_and_index(checked, 
     assert f"block ({n // 128},0,0) thread ({n % 128},0,0)" in msg
 
 
-def test_out_of_bounds_write_is_reported(checked, kctx):
-    ctx = checked[kctx.arch.wave_size]
+def test_out_of_bounds_write_is_reported(checked, emu_kctx):
+    ctx = checked[emu_kctx.arch.wave_size]
     fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
     n = 512
     with pytest.raises(DeviceError, match=r"out-of-bounds write of argument 'y'.*element 512"):
@@ -315,8 +315,8 @@ def test_out_of_bounds_write_is_reported(checked, kctx):
                (n // 128 + 1, 1, 1), (128, 1, 1))
 
 
-def test_write_into_alignment_slack_is_found_by_canaries(checked, kctx):
-    ctx = checked[kctx.arch.wave_size]
+def test_write_into_alignment_slack_is_found_by_canaries(checked, emu_kctx):
+    ctx = checked[emu_kctx.arch.wave_size]
     fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
     n = 13  # 52 bytes: the first byte past the end is alignment slack, not the guard page
     with pytest.raises(DeviceError, match=r"argument 'y'.*byte offset 52"):
@@ -324,8 +324,8 @@ def test_write_into_alignment_slack_is_found_by_canaries(checked, kctx):
                (1, 1, 1), (128, 1, 1))
 
 
-def test_in_bounds_kernel_passes_checking_mode(checked, kctx):
-    ctx = checked[kctx.arch.wave_size]
+def test_in_bounds_kernel_passes_checking_mode(checked, emu_kctx):
+    ctx = checked[emu_kctx.arch.wave_size]
     fn = compile_inline(ctx, OOB, OOB_ARGS, barrier_free=True)
     n = 300
     y = launch(ctx, fn, OOB_ARGS, {"x": np.ones(n + 1, np.float32), "y": np.zeros(n + 1, np.float32), "n": n},

@@ -207,8 +207,6 @@ def test_cache_feeds_the_attention_kernels(kctx):
     (with RoPE) filling the prefill through the cache's block table, flash_attn reading it causally,
     then one decode step (kv_append + attn_decode + attn_combine), each compared with float64
     attention over what the cache holds, read back through the host's page list."""
-    from forge.codegen.spec import get_spec
-    from forge.codegen.specs.attn_decode import split_plan
     from forge.codegen.specs.rope import freq_log2
     from tests.oracles.attention import attention, attention_bound, gather, kv_decode
     from tests.oracles.rope import rope
@@ -277,14 +275,14 @@ def test_cache_feeds_the_attention_kernels(kctx):
     append("s", *(rng.standard_normal((1, n_kv, d)).astype(np.float32) for _ in "kv"), n0)
     kq, vq = stored("s")
     qd = rng.standard_normal((n_heads, d)).astype(np.float32)
-    _, bk = get_spec("attn_decode").tiles({"head_dim": d})
-    chunk, ns = split_plan(n0 + 1, 2, bk)
+    ns = 2
     part_o, part_ml = buf(np.zeros((ns, n_heads, d), np.float32)), buf(np.zeros((ns, n_heads, 2), np.float32))
     od = buf(qd * 0)
     call("attn_decode", {"head_dim": d, "kv": "fp8"},
          {"q": buf(qd), "k_cache": kc, "v_cache": vc, "block_table": c.block_table("s"), "part_o": part_o,
-          "part_ml": part_ml, "n_heads": n_heads, "n_kv_heads": n_kv, "page_size": page, "kv_len": n0 + 1,
-          "chunk": chunk, "scale": 0.125}, n_splits=ns, n_heads=n_heads, n_kv_heads=n_kv)
+          "part_ml": part_ml, "n_heads": n_heads, "n_kv_heads": n_kv, "page_size": page,
+          "kv_len": buf(np.array([n0 + 1], np.int32)), "scale": 0.125}, n_splits=ns, n_heads=n_heads,
+         n_kv_heads=n_kv)
     call("attn_combine", {"block": 128}, {"part_o": part_o, "part_ml": part_ml, "o": od, "n_splits": ns,
                                           "n_heads": n_heads, "head_dim": d}, n_heads=n_heads)
     got = np.frombuffer(dev.download(od), np.float32).reshape(qd.shape)

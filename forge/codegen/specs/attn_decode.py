@@ -10,7 +10,8 @@ class AttnDecode(PagedAttention):
     family = "attn_decode"
     space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
     oracle = "attention"
-    doc = "grid (splits, kv heads, ceil(group / BQ)); merge the partials with attn_combine"
+    doc = ("grid (splits, kv heads, ceil(group / BQ)); kv_len[0] (device memory) keys, cut into whole "
+           "key tiles per split (splits past the context write empty partials); merge with attn_combine")
 
     def tiles(self, p) -> tuple[int, int]:
         """(BQ, BK): heads of a group per block (8 covers GQA up to 8 in one block) and keys per tile."""
@@ -21,21 +22,12 @@ class AttnDecode(PagedAttention):
                 Arg.ptr("v_cache", "u8", const=True), Arg.ptr("block_table", "i32", const=True),
                 Arg.ptr("part_o", "f32"), Arg.ptr("part_ml", "f32"), Arg.scalar("n_heads", "i32"),
                 Arg.scalar("n_kv_heads", "i32"), Arg.scalar("page_size", "i32"),
-                Arg.scalar("kv_len", "i32"), Arg.scalar("chunk", "i32"), Arg.scalar("scale", "f32")]
+                Arg.ptr("kv_len", "i32", const=True), Arg.scalar("scale", "f32")]
 
     def launch(self, p, arch: Arch, *, n_splits: int, n_heads: int, n_kv_heads: int) -> Launch:
         check_heads(self.family, n_heads, n_kv_heads)
         bq, _ = self.tiles(p)
         return Launch((n_splits, n_kv_heads, ceil_div(n_heads // n_kv_heads, bq)), (THREADS, 1, 1))
-
-
-def split_plan(kv_len: int, n_splits: int, tile: int = 32) -> tuple[int, int]:
-    """(chunk, splits) for a context of kv_len keys cut into at most n_splits chunks: chunk is a
-    multiple of `tile` (whole key tiles per split) and every split gets at least one key."""
-    if kv_len < 1 or n_splits < 1:
-        raise ValueError(f"split_plan needs kv_len >= 1 and n_splits >= 1, got {kv_len}, {n_splits}")
-    chunk = ceil_div(ceil_div(kv_len, n_splits), tile) * tile
-    return chunk, ceil_div(kv_len, chunk)
 
 
 register(AttnDecode())

@@ -1,4 +1,5 @@
-"""Elementwise scale / add / mul over f32 or f16 vectors."""
+"""Elementwise scale / add / mul over f32 or f16 vectors, and addrow: a row vector added to every
+row of a matrix (a bias)."""
 
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
@@ -6,9 +7,9 @@ from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 
 class Elementwise(KernelSpec):
     family = "elementwise"
-    space = {"op": ("scale", "add", "mul"), "dtype": ("f32", "f16"), "block": (256,)}
+    space = {"op": ("scale", "add", "mul", "addrow"), "dtype": ("f32", "f16"), "block": (256,)}
     barrier_free = True
-    doc = "y = x*s | a+b | a*b"
+    doc = "y = x*s | a+b | a*b | a+b[i % ncols] (addrow: b is one row of ncols)"
 
     def args(self, p):
         dt = p["dtype"]
@@ -17,8 +18,8 @@ class Elementwise(KernelSpec):
             tail = [Arg.scalar("s", "f32")]
         else:
             ins = [Arg.ptr("a", dt, const=True), Arg.ptr("b", dt, const=True)]
-            tail = []
-        return ins + [Arg.ptr("y", dt)] + tail + [Arg.scalar("n", "i32")]
+            tail = [Arg.scalar("ncols", "i32")] if p["op"] == "addrow" else []
+        return ins + [Arg.ptr("y", dt)] + [Arg.scalar("n", "i32")] + tail
 
     def launch(self, p, arch: Arch, *, n: int) -> Launch:
         return Launch((max(1, ceil_div(n, p["block"])), 1, 1), (p["block"], 1, 1))
