@@ -5,3 +5,4 @@ test (tests/kernels/test_<family>.py)."""
 from . import elementwise, rmsnorm, rope, softmax, swiglu  # noqa: F401
 from . import attn_combine, attn_decode, flash_attn, kv_append  # noqa: F401
 from . import dequant, embed, gemm, gemv  # noqa: F401
+from . import sample  # noqa: F401
