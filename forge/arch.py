@@ -43,6 +43,17 @@ class Arch:
     elf_mach: int = 0  # AMD only: EF_AMDGPU_MACH in the code object's e_flags
     min_clang: int = 0  # AMD only: oldest clang major that knows this processor
     description: str = ""
+    # AMD only: the most a kernel's code-object metadata may claim (checked before a launch and by
+    # the ABI tests). max_vgprs: .vgpr_count per lane (on CDNA's unified register file it counts the
+    # AGPRs too: 256 + 256). max_sgprs: .sgpr_count per wave, the addressable SGPRs (LLVM
+    # getAddressableNumSGPRs: 102 on GFX9, 106 on GFX10+) plus the VCC/FLAT_SCRATCH/XNACK_MASK
+    # registers the count includes (6 on GFX9, 2 on GFX10+): 108 on both. max_agprs: .agpr_count.
+    # max_scratch: .private_segment_fixed_size, bytes per lane: ROCr's MAX_WAVE_SCRATCH (8,387,584
+    # bytes, the COMPUTE_TMPRING_SIZE.WAVESIZE field) over the wave size.
+    max_vgprs: int = 0
+    max_sgprs: int = 0
+    max_agprs: int = 0
+    max_scratch: int = 0
 
     @property
     def prelude(self) -> str:
@@ -65,8 +76,14 @@ class Arch:
         return self.name
 
 
+_MAX_WAVE_SCRATCH = 8387584  # ROCr amd_gpu_agent.cpp (GFX9-GFX11)
+
+
 def _amd(name, family, wave, lds, mach, min_clang, feats, desc):
-    return Arch(name, "amd", family, wave, lds, 1024, frozenset(feats), name, mach, min_clang, desc)
+    unified = family.startswith("cdna")  # CDNA: one register file, ArchVGPRs + AGPRs
+    return Arch(name, "amd", family, wave, lds, 1024, frozenset(feats), name, mach, min_clang, desc,
+                max_vgprs=512 if unified else 256, max_sgprs=108, max_agprs=256 if unified else 0,
+                max_scratch=_MAX_WAVE_SCRATCH // wave)
 
 
 _RDNA3 = {"fp16", "bf16", "dot4_i8", "wmma_f16", "wmma_bf16"}
