@@ -1,7 +1,7 @@
 """forge: AOT-compiled, JIT-dispatched GPU kernels for LLM inference on AMD GPUs.
 
 The public surface is thin: `build()` fills the code-object store for an arch (what `forge build`
-does); `load()` arrives with the runtime.
+does); `load()` puts a GGUF model on a backend, ready for `.generate()` and `.logits()`.
 """
 
 from __future__ import annotations
@@ -19,3 +19,10 @@ def build(arch: str, kernels: list[str] | None = None, cache_dir: str | None = N
     from .codegen.store import Store, default_root
 
     return build_all(get_arch(arch), Store(default_root(cache_dir)), kernels, jobs, keep_asm)
+
+
+def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None):
+    """A GGUF model on a backend: forge.model.model.load (see there for what it refuses)."""
+    from .model.model import load as _load
+
+    return _load(path, backend=backend, arch=arch, kv_dtype=kv_dtype, max_context=max_context)

@@ -1,0 +1,64 @@
+"""Backends by name: a Device and the Arch its kernels are built for.
+
+    device, arch = open_backend("auto")     # a GPU when one is present, else the fast host CPU
+
+  cpu    the host CPU: kernels written for a CPU (-O3 -march=native), on a thread pool
+  emu    the CPU emulator of the GPU model at wave 32 (emu64: wave 64) — a test vehicle, slow
+  cuda   an NVIDIA GPU through the CUDA driver (cuda-bindings); the arch from its compute capability
+  hip    an AMD GPU through HIP (hip-python); the arch from its gfx name
+  auto   cuda, then hip, else cpu
+"""
+
+from __future__ import annotations
+
+from ..arch import Arch, get_arch
+from ..errors import DeviceError
+
+BACKENDS = ("auto", "cpu", "cuda", "hip", "emu", "emu64")
+
+
+def _cpu():
+    from .host import HostDevice
+    return HostDevice(), get_arch("host")
+
+
+def _emu(wave: int):
+    from ..arch import emu_arch
+    from .emu import EmuDevice
+    return EmuDevice(wave_size=wave), emu_arch(wave)
+
+
+def _cuda():
+    from .cuda import CudaDevice
+    dev = CudaDevice()
+    return dev, get_arch(dev.arch_name)
+
+
+def _hip():
+    from .hip import HipDevice
+    dev = HipDevice()
+    return dev, get_arch(dev.arch_name)
+
+
+def open_backend(name: str = "auto", arch: str | Arch | None = None):
+    """(device, arch) for backend `name`; `arch` overrides the arch the device reports (to run
+    kernels built for a compatible target). DeviceError naming what is missing when the backend
+    cannot be opened; for "auto", the first GPU backend that opens, else the host CPU."""
+    if name not in BACKENDS:
+        raise DeviceError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
+    if name == "auto":
+        for opener in (_cuda, _hip):
+            try:
+                dev, a = opener()
+                break
+            except (DeviceError, ImportError, OSError):
+                continue
+        else:
+            dev, a = _cpu()
+    else:
+        try:
+            dev, a = {"cpu": _cpu, "cuda": _cuda, "hip": _hip, "emu": lambda: _emu(32),
+                      "emu64": lambda: _emu(64)}[name]()
+        except ImportError as e:
+            raise DeviceError(f"backend {name!r} is not available: {e}") from None
+    return dev, (get_arch(arch) if arch is not None else a)

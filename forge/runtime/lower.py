@@ -1,0 +1,227 @@
+"""Lowering: a layer graph's semantic ops become kernel calls for one arch and one phase.
+
+    calls, sizes = lower(graph, arch, phase="prefill", T=512, R=512, opts)
+
+A Call names a kernel family, its parameters, its arguments (buffer references or scalars) and
+its launch shapes. Buffer references are tensor names (graph tensors, or scratch tensors lowering
+adds: a matmul input quantized to 8-bit blocks, attention partials) or ("kv", layer, "k"|"v"),
+("table",), ("kv_len",) for the KV cache and the step's control values. `sizes` gives the bytes
+of every activation and scratch tensor, for the buffer planner.
+
+Choices, by what the arch offers (never by its name):
+  matmul     decode: gemv (f32 x), prefill: gemm; where the arch does 4-way int8 dot products and
+             matmul_q8 has the weight type: x is quantized once into 8-bit blocks (quantize_q8,
+             shared by every matmul that reads the same x) and matmul_q8 does integer dots
+  attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
+             chunks + attn_combine, the context length read from device memory
+  rope       in place on q (K is rotated by kv_append on its way into the cache)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..arch import Arch
+from ..codegen.spec import get_spec
+from ..errors import SpecError
+from .graph import GraphError, LayerGraph
+
+
+@dataclass
+class Call:
+    """One kernel launch to be: family + params, arguments by name, launch shapes."""
+
+    family: str
+    params: dict
+    args: dict
+    shapes: dict
+    node: str = ""  # what graph node it came from, for tables and errors
+
+
+@dataclass
+class LowerOptions:
+    """Runtime choices that shape the calls."""
+
+    kv_dtype: str = "f16"
+    page_size: int = 16
+    splits: int = 4  # attn_decode chunks (fixed: a captured decode step has a fixed grid)
+
+
+@dataclass
+class Lowered:
+    calls: list[Call]
+    sizes: dict[str, int]  # activation / scratch tensor -> bytes
+    outputs: list[str] = field(default_factory=list)
+
+
+def has_variant(family: str, arch: Arch, **params: Any) -> bool:
+    """Whether `family` has a kernel with these parameters for `arch`."""
+    try:
+        get_spec(family).variant(arch, **params)
+        return True
+    except SpecError:
+        return False
+
+
+def uses_q8(arch: Arch, wtype: str, n_cols: int) -> bool:
+    """Whether a matmul of this weight type takes the 8-bit-activation integer path on `arch`."""
+    return arch.has("dot4_i8") and n_cols % 32 == 0 and has_variant("matmul_q8", arch, wtype=wtype)
+
+
+class _Lowerer:
+    def __init__(self, g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOptions):
+        if phase not in ("prefill", "decode"):
+            raise GraphError(f"unknown phase {phase!r}")
+        self.g, self.arch, self.phase, self.opts = g, arch, phase, opts
+        self.dims = {"T": T, "R": R}
+        self.calls: list[Call] = []
+        self.sizes: dict[str, int] = {}
+        self.alias: dict[str, str] = {}
+        self.q8: dict[str, tuple[str, str]] = {}  # activation -> its quantized (xq, xd)
+        for t in g.tensors.values():
+            if t.kind in ("activation", "output"):
+                self.sizes[t.name] = 4 * t.numel(self.dims)
+
+    def ref(self, name: str):
+        """The storage a tensor name stands for: a tensor name, or ("view", base, byte offset)."""
+        while name in self.alias:
+            name = self.alias[name]
+        return name
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        t = self.g.tensors[name]
+        return tuple(self.dims[d] if isinstance(d, str) else d for d in t.shape)
+
+    def call(self, family: str, params: dict, args: dict, node: str, **shapes) -> None:
+        self.calls.append(Call(family, params, args, shapes, node))
+
+    def scratch(self, name: str, nbytes: int) -> str:
+        self.sizes[name] = max(self.sizes.get(name, 0), nbytes)
+        return name
+
+    # ---- ops ------------------------------------------------------------------------------------
+    def embed(self, n, table, tokens):
+        (y,) = n.outputs
+        V, E = self.shape(table)
+        self.call("embed", {"wtype": self.g.tensors[table].dtype},
+                  {"w": table, "ids": tokens, "y": y, "n_tokens": self.dims["T"], "n_rows": V, "n_cols": E},
+                  y, n_tokens=self.dims["T"], n_cols=E)
+
+    def rmsnorm(self, n, x, w):
+        (y,) = n.outputs
+        rows, cols = self.shape(y)
+        self.call("rmsnorm", {"dtype": "f32", "block": 256},
+                  {"x": self.ref(x), "w": w, "y": y, "ncols": cols, "eps": float(n.attrs["eps"])}, y, rows=rows)
+
+    def matmul(self, n, w, x):
+        (y,) = n.outputs
+        rows, n_out = self.shape(y)
+        wt = self.g.tensors[w].dtype
+        n_in = self.shape(w)[1]
+        x = self.ref(x)
+        if uses_q8(self.arch, wt, n_in):
+            xq, xd = self.quantized(x, rows, n_in)
+            self.call("matmul_q8", {"wtype": wt},
+                      {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
+                      y, n_rows=n_out, n_cols=n_in, n_tokens=rows)
+        elif self.phase == "decode" and rows == 1:
+            self.call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
+                      n_rows=n_out, n_cols=n_in)
+        else:
+            self.call("gemm", {"wtype": wt}, {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
+                      y, m=rows, n_rows=n_out, n_cols=n_in)
+
+    def quantized(self, x: str, rows: int, cols: int) -> tuple[str, str]:
+        """x in 8-bit blocks (quantize_q8 once per activation, however many matmuls read it)."""
+        if x not in self.q8:
+            xq = self.scratch(f"{x}:q8", rows * cols)
+            xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
+            self.call("quantize_q8", {}, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
+            self.q8[x] = (xq, xd)
+        return self.q8[x]
+
+    def addrow(self, n, x, b):
+        (y,) = n.outputs
+        rows, cols = self.shape(y)
+        self.call("elementwise", {"op": "addrow", "dtype": "f32", "block": 256},
+                  {"a": self.ref(x), "b": b, "y": y, "n": rows * cols, "ncols": cols}, y, n=rows * cols)
+
+    def add(self, n, a, b):
+        (y,) = n.outputs
+        rows, cols = self.shape(y)
+        self.call("elementwise", {"op": "add", "dtype": "f32", "block": 256},
+                  {"a": self.ref(a), "b": self.ref(b), "y": y, "n": rows * cols}, y, n=rows * cols)
+
+    def swiglu(self, n, gate, up):
+        (y,) = n.outputs
+        rows, cols = self.shape(y)
+        self.call("swiglu", {"dtype": "f32", "block": 256},
+                  {"g": self.ref(gate), "u": self.ref(up), "y": y, "n": rows * cols}, y, n=rows * cols)
+
+    def rope(self, n, x, pos):
+        (y,) = n.outputs
+        x = self.ref(x)
+        self.alias[y] = x  # in place: y is x's storage
+        del self.sizes[y]
+        a = n.attrs
+        self.call("rope", {"mode": a["mode"], "dtype": "f32", "block": 128},
+                  {"x": x, "pos": pos, "n_heads": a["n_heads"], "head_dim": a["head_dim"], "n_rot": a["n_rot"],
+                   "freq_log2": -2.0 * math.log2(a["base"]) / a["n_rot"], "freq_scale": float(a["scale"])},
+                  y, n_tokens=self.dims["T"], n_heads=a["n_heads"], n_rot=a["n_rot"])
+
+    def kv_store(self, n, k, v, pos):
+        a, i = n.attrs, n.attrs["layer"]
+        self.call("kv_append", {"kv": self.opts.kv_dtype, "block": 128},
+                  {"k_new": self.ref(k), "v_new": self.ref(v), "pos": pos, "block_table": ("table",),
+                   "k_cache": ("kv", i, "k"), "v_cache": ("kv", i, "v"), "n_tokens": self.dims["T"],
+                   "n_kv_heads": a["n_kv_heads"], "head_dim": a["head_dim"], "page_size": self.opts.page_size,
+                   "n_rot": a["n_rot"], "rope_neox": int(a["mode"] == "neox"),
+                   "freq_log2": -2.0 * math.log2(a["base"]) / a["n_rot"], "freq_scale": float(a["scale"])},
+                  n.outputs[0], n_tokens=self.dims["T"], n_kv_heads=a["n_kv_heads"])
+
+    def attention(self, n, q, cache):
+        (o,) = n.outputs
+        a, i = n.attrs, n.attrs["layer"]
+        kv = {"q": self.ref(q), "k_cache": ("kv", i, "k"), "v_cache": ("kv", i, "v"), "block_table": ("table",)}
+        common = {"n_heads": a["n_heads"], "n_kv_heads": a["n_kv_heads"], "page_size": self.opts.page_size,
+                  "scale": float(a["scale"])}
+        params = {"head_dim": a["head_dim"], "kv": self.opts.kv_dtype}
+        if self.phase == "prefill":
+            self.call("flash_attn", params,
+                      {**kv, "o": o, "n_q": self.dims["T"], **common, "kv_len": ("kv_len_host",),
+                       "n_past": ("n_past_host",), "causal": 1},
+                      o, n_q=self.dims["T"], n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"])
+            return
+        ns, h, d = self.opts.splits, a["n_heads"], a["head_dim"]
+        po = self.scratch(f"attn.part_o", ns * h * d * 4)
+        pml = self.scratch(f"attn.part_ml", ns * h * 2 * 4)
+        self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
+                  o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+        self.call("attn_combine", {"block": 128},
+                  {"part_o": po, "part_ml": pml, "o": o, "n_splits": ns, "n_heads": h, "head_dim": d}, o, n_heads=h)
+
+    def last_rows(self, n, x):
+        (y,) = n.outputs
+        T, R = self.dims["T"], self.dims["R"]
+        x = self.ref(x)
+        del self.sizes[y]
+        if R == T:
+            self.alias[y] = x
+        else:  # a view of x's last R rows
+            self.alias[y] = ("view", x, (T - R) * self.shape(y)[1] * 4)
+
+
+def lower(g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOptions | None = None) -> Lowered:
+    """The kernel calls of one step of `g` on `arch`: phase "prefill" (T tokens, R output rows, the
+    last ones) or "decode" (T = R = 1). GraphError for an op lowering does not know."""
+    lw = _Lowerer(g, arch, phase, T, R, opts or LowerOptions())
+    for n in g.nodes:
+        fn = getattr(lw, n.op, None)
+        if fn is None:
+            raise GraphError(f"no lowering for op {n.op!r}")
+        fn(n, *n.inputs)
+    return Lowered(lw.calls, lw.sizes, [t.name for t in g.of_kind("output")])
+
+

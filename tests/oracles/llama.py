@@ -1,0 +1,79 @@
+"""A plain float64 numpy forward pass of a llama-family GGUF (llama or qwen2): the reference that
+forge's logits are compared with end to end. Weights are dequantized with gguf.quants (an
+independent implementation); everything else is the textbook computation, as llama.cpp defines
+it: RMSNorm, RoPE (normal: adjacent pairs; neox: halves), causal GQA attention, SwiGLU, tied or
+separate output head."""
+
+from __future__ import annotations
+
+import numpy as np
+from gguf.quants import dequantize
+
+from forge.model.config import load_config
+from forge.model.gguf import load_gguf
+
+
+class Reference:
+    """The float64 model of one GGUF file."""
+
+    def __init__(self, path):
+        self.g = load_gguf(path)
+        self.cfg = load_config(path)
+        self._w: dict[str, np.ndarray] = {}
+
+    def w(self, name: str) -> np.ndarray:
+        if name not in self._w:
+            t = self.g.tensors[name]
+            arr = dequantize(np.asarray(t.rows() if t.block_size > 1 or t.type_name == "BF16" else t.data),
+                             t.ggml_type) if t.type_name not in ("F32", "F16") else t.array()
+            self._w[name] = np.asarray(arr, np.float64).reshape(t.shape)
+        return self._w[name]
+
+    def rms(self, x, w):
+        return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.cfg.rms_eps) * w
+
+    def rope(self, x, pos):
+        """x [T, heads, hd], rotated in its first n_rot dims."""
+        c = self.cfg
+        half = c.n_rot // 2
+        inv = c.rope_freq_base ** (-2.0 * np.arange(half) / c.n_rot)
+        ang = (pos[:, None] * c.rope_freq_scale) * inv[None, :]  # [T, half]
+        cos, sin = np.cos(ang)[:, None, :], np.sin(ang)[:, None, :]
+        out = x.copy()
+        if c.rope_type == "neox":
+            a, b = x[..., :half], x[..., half:c.n_rot]
+            out[..., :half], out[..., half:c.n_rot] = a * cos - b * sin, a * sin + b * cos
+        else:
+            a, b = x[..., 0:c.n_rot:2], x[..., 1:c.n_rot:2]
+            out[..., 0:c.n_rot:2], out[..., 1:c.n_rot:2] = a * cos - b * sin, a * sin + b * cos
+        return out
+
+    def logits(self, ids) -> np.ndarray:
+        """float64 logits [T, vocab] of the token ids at positions 0..T-1."""
+        c = self.cfg
+        ids = np.asarray(ids)
+        T, hd = len(ids), c.head_dim
+        pos = np.arange(T, dtype=np.float64)
+        x = self.w("token_embd.weight")[ids]
+        mask = np.triu(np.full((T, T), -np.inf), 1)
+        for i in range(c.n_layer):
+            p = f"blk.{i}."
+            h = self.rms(x, self.w(p + "attn_norm.weight"))
+            q, k, v = (h @ self.w(f"{p}attn_{n}.weight").T for n in "qkv")
+            if c.qkv_bias:
+                q, k, v = (y + self.w(f"{p}attn_{n}.bias") for y, n in zip((q, k, v), "qkv"))
+            q = self.rope(q.reshape(T, c.n_head, hd), pos)
+            k = self.rope(k.reshape(T, c.n_head_kv, hd), pos)
+            v = v.reshape(T, c.n_head_kv, hd)
+            o = np.empty((T, c.n_head, hd))
+            for hq in range(c.n_head):
+                hk = hq // c.n_gqa
+                s = q[:, hq] @ k[:, hk].T / np.sqrt(hd) + mask
+                s = np.exp(s - s.max(-1, keepdims=True))
+                o[:, hq] = (s / s.sum(-1, keepdims=True)) @ v[:, hk]
+            x = x + o.reshape(T, -1) @ self.w(p + "attn_output.weight").T
+            h = self.rms(x, self.w(p + "ffn_norm.weight"))
+            gate, up = h @ self.w(p + "ffn_gate.weight").T, h @ self.w(p + "ffn_up.weight").T
+            x = x + (gate / (1 + np.exp(-gate)) * up) @ self.w(p + "ffn_down.weight").T
+        head = self.w("token_embd.weight" if c.tied_output else "output.weight")
+        return self.rms(x, self.w("output_norm.weight")) @ head.T
