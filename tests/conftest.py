@@ -47,6 +47,14 @@ def _make_context(target: str) -> KernelContext:
             pytest.skip("the host backend is not in this build")
         from forge.arch import get_arch
         dev, arch = HostDevice(), get_arch("host")
+    elif target == "cuda":
+        from forge.errors import DeviceError
+        from forge.runtime.cuda import CudaDevice
+        try:
+            dev = CudaDevice()
+        except DeviceError as e:
+            pytest.skip(f"cuda: {e}")
+        arch = dev.arch
     else:
         pytest.skip(f"backend {target} is not available in this build")
     return KernelContext(dev, arch, Dispatcher(dev, arch))
