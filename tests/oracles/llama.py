@@ -2,7 +2,12 @@
 forge's logits are compared with end to end. Weights are dequantized with gguf.quants (an
 independent implementation); everything else is the textbook computation, as llama.cpp defines
 it: RMSNorm, RoPE (normal: adjacent pairs; neox: halves), causal GQA attention, SwiGLU, tied or
-separate output head."""
+separate output head.
+
+With `q8` (a predicate of (forge weight type, n_cols)), the input of each matmul whose weight
+passes it is first quantized to 8-bit blocks of 32 exactly as forge's quantize_q8 does (d =
+amax/127, q = round half away from zero), the integer path's one deliberate approximation, so
+that path can be checked as tightly as the float one."""
 
 from __future__ import annotations
 
@@ -11,14 +16,17 @@ from gguf.quants import dequantize
 
 from forge.model.config import load_config
 from forge.model.gguf import load_gguf
+from forge.model.weights import weight_types
 
 
 class Reference:
     """The float64 model of one GGUF file."""
 
-    def __init__(self, path):
+    def __init__(self, path, q8=None):
         self.g = load_gguf(path)
         self.cfg = load_config(path)
+        self.wtypes = weight_types(self.g)
+        self.q8 = q8 or (lambda wtype, n_cols: False)
         self._w: dict[str, np.ndarray] = {}
 
     def w(self, name: str) -> np.ndarray:
@@ -28,6 +36,13 @@ class Reference:
                              t.ggml_type) if t.type_name not in ("F32", "F16") else t.array()
             self._w[name] = np.asarray(arr, np.float64).reshape(t.shape)
         return self._w[name]
+
+    def mm(self, x, name):
+        """x @ W^T, x first quantized to 8-bit blocks where the kernel does."""
+        w = self.w(name)
+        if self.q8(self.wtypes[name], w.shape[1]):
+            x = quantize_q8(x)
+        return x @ w.T
 
     def rms(self, x, w):
         return x / np.sqrt((x * x).mean(-1, keepdims=True) + self.cfg.rms_eps) * w
@@ -59,7 +74,7 @@ class Reference:
         for i in range(c.n_layer):
             p = f"blk.{i}."
             h = self.rms(x, self.w(p + "attn_norm.weight"))
-            q, k, v = (h @ self.w(f"{p}attn_{n}.weight").T for n in "qkv")
+            q, k, v = (self.mm(h, f"{p}attn_{n}.weight") for n in "qkv")
             if c.qkv_bias:
                 q, k, v = (y + self.w(f"{p}attn_{n}.bias") for y, n in zip((q, k, v), "qkv"))
             q = self.rope(q.reshape(T, c.n_head, hd), pos)
@@ -71,9 +86,20 @@ class Reference:
                 s = q[:, hq] @ k[:, hk].T / np.sqrt(hd) + mask
                 s = np.exp(s - s.max(-1, keepdims=True))
                 o[:, hq] = (s / s.sum(-1, keepdims=True)) @ v[:, hk]
-            x = x + o.reshape(T, -1) @ self.w(p + "attn_output.weight").T
+            x = x + self.mm(o.reshape(T, -1), p + "attn_output.weight")
             h = self.rms(x, self.w(p + "ffn_norm.weight"))
-            gate, up = h @ self.w(p + "ffn_gate.weight").T, h @ self.w(p + "ffn_up.weight").T
-            x = x + (gate / (1 + np.exp(-gate)) * up) @ self.w(p + "ffn_down.weight").T
-        head = self.w("token_embd.weight" if c.tied_output else "output.weight")
-        return self.rms(x, self.w("output_norm.weight")) @ head.T
+            gate, up = self.mm(h, p + "ffn_gate.weight"), self.mm(h, p + "ffn_up.weight")
+            x = x + self.mm(gate / (1 + np.exp(-gate)) * up, p + "ffn_down.weight")
+        head = "token_embd.weight" if c.tied_output else "output.weight"
+        return self.mm(self.rms(x, self.w("output_norm.weight")), head)
+
+
+def quantize_q8(x: np.ndarray) -> np.ndarray:
+    """x [rows, n] (n a multiple of 32) rounded through 8-bit blocks of 32: d = amax/127 (float32),
+    q = round half away from zero of x/d, value q*d."""
+    b = x.astype(np.float32).reshape(x.shape[0], -1, 32)
+    d = (np.abs(b).max(-1, keepdims=True) / np.float32(127)).astype(np.float32)
+    inv = np.where(d > 0, np.float32(1) / np.where(d > 0, d, 1), 0).astype(np.float32)
+    v = b * inv
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    return (q * d).astype(np.float64).reshape(x.shape)
