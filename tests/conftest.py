@@ -40,6 +40,14 @@ def _make_context(target: str) -> KernelContext:
         from forge.runtime.emu import EmuDevice
         wave = int(target[3:])
         dev, arch = EmuDevice(wave_size=wave), emu_arch(wave)
+    elif target == "hip":
+        from forge.errors import DeviceError
+        from forge.runtime.hip import HipDevice
+        try:
+            dev = HipDevice()
+        except DeviceError as e:
+            pytest.skip(f"hip: {e}")
+        arch = dev.arch
     elif target == "host":
         try:
             from forge.runtime.host import HostDevice
