@@ -8,7 +8,7 @@ the RDNA3 / CDNA3 / CDNA4 ISA guides, the CUDA programming guide (compute capabi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ArchError
 
@@ -54,6 +54,11 @@ class Arch:
     max_sgprs: int = 0
     max_agprs: int = 0
     max_scratch: int = 0
+    # Size of the target's reference part (the device launch geometry is sized for): compute units
+    # (NVIDIA SMs, AMD CUs) and the threads one of them keeps resident at once. 0: unknown (the
+    # emulator and the host target), where launch geometry takes its plain default.
+    compute_units: int = 0
+    threads_per_cu: int = 0
 
     @property
     def prelude(self) -> str:
@@ -111,6 +116,15 @@ _ARCHS = [
     Arch("host", "host", "host", 1, 0, 1, frozenset({"dot4_i8"}), "host",
          description="this machine's CPU, -O3 -march=native (the fast CPU path)"),
 ]
+# (compute units, resident threads per unit) of each target's reference part. Sources: NVIDIA's
+# H100 SXM5 / A100 whitepapers (132 / 108 SMs, 64 warps per SM); AMD's RDNA3 instruction set guide
+# (a CU: 2 SIMD32 of 16 waves) with the RX 7900 XTX / 7800 XT / 7600 CU counts; the CDNA3 / CDNA4
+# guides (a CU: 4 SIMD64 of 8 waves) with MI300X's 304 and MI355X's 256 CUs. A part of the same
+# target with fewer units (H100 PCIe, 7900 XT) is still filled by a grid sized for these.
+_SIZES = {"gfx1100": (96, 1024), "gfx1101": (60, 1024), "gfx1102": (32, 1024), "gfx942": (304, 2048),
+          "gfx950": (256, 2048), "sm_80": (108, 2048), "sm_90": (132, 2048)}
+_ARCHS = [replace(a, compute_units=_SIZES[a.name][0], threads_per_cu=_SIZES[a.name][1]) if a.name in _SIZES
+          else a for a in _ARCHS]
 ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
 EMU_ARCHS = ("emu", "emu64")
 

@@ -7,16 +7,18 @@ terms in, each term passes through at most n of them, so
     |y_kernel - y| <= gamma_n * sum_i |w_i x_i| + n * 2^-126,   gamma_n = n u / (1 - n u), u = 2^-24
 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1; the last term covers underflow).
 
-Shapes: odd row counts (a last wave with fewer live rows, a last block with idle waves), rows of one block, and rows that need
-several staging windows at both wave sizes, with a partial last window; float types also end in
-a partial 8-element unit."""
+Shapes: odd row counts and every rows-per-block the launch may pick (1 .. RMAX, and more than
+RMAX, where a block loops over its rows; a last block with fewer live rows), and rows whose decode
+groups wrap around the block's THREADS threads two and three times (the unrolled column loop and
+its remainder) at both wave sizes; float types also end in a partial 8-element unit."""
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-
-from forge.codegen.specs.gemv import ROWS, RPW, window
+from forge.arch import get_arch
+from forge.codegen.specs.gemv import RMAX, THREADS, default_rows_per_block
+from forge.codegen.spec import get_spec
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
@@ -26,9 +28,9 @@ from tests.oracles.dequant import random_weights
 from tests.oracles.gemv import check, gemv
 
 
-def window_units(wtype: str) -> int:
-    """Unit blocks in one staging window at wave 64 (twice wave 32's): rows up to ~2 windows."""
-    return window(get_wtype(wtype).unit_bytes, 64)[0]
+def wrap_units(wtype: str) -> int:
+    """Unit blocks in a row whose groups wrap the block's threads ~2.5 times."""
+    return -(-5 * THREADS // (2 * get_wtype(wtype).groups_per_unit))
 
 
 @pytest.mark.parametrize("wtype", WTYPE_NAMES)
@@ -39,30 +41,49 @@ def test_gemv(kctx, wtype, data):
 
 def check_gemv(kctx, wtype, data):
     """The property: one drawn case of gemv agrees with the oracle (used by the mutant test too)."""
-    per_block = ROWS * RPW
-    rows = data.draw(st.one_of(st.sampled_from([1, RPW + 1, per_block - 1, per_block + 1, 2 * per_block + 3]),
-                               st.integers(1, 2 * per_block + 3)), label="rows")
-    cols = data.draw(n_cols(wtype, 2 * window_units(wtype) + 1), label="cols")
+    # Hypothesis favours the first value of a sampled_from: the first ones are the richest cases.
+    rows = data.draw(st.one_of(st.sampled_from([2 * RMAX + 3, 1, 2, RMAX - 1, RMAX, RMAX + 1]),
+                               st.integers(1, 4 * RMAX + 3)), label="rows")
+    rpb = data.draw(st.sampled_from([RMAX + 3, None, 1, 2, 3, RMAX, 3 * RMAX]), label="rows_per_block")
+    cols = data.draw(n_cols(wtype, wrap_units(wtype)), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
     x = data.draw(arrays((cols,), np.float32), label="x")
     y = run_kernel(kctx, "gemv", {"wtype": wtype},
                    {"w": w, "x": x, "y": np.full(rows, np.nan, np.float32), "n_rows": rows, "n_cols": cols},
-                   ["y"], n_rows=rows, n_cols=cols)["y"]
+                   ["y"], n_rows=rows, n_cols=cols, rows_per_block=rpb)["y"]
     ref, tol = gemv(wtype, w, cols, x)
     check(y, ref, tol)
 
 
+def test_rows_per_block_fill_the_device():
+    """The launch gives a device at least one block per resident-block slot while rows allow, and
+    packs RMAX rows per block once the rows are many; the emulator (size unknown) takes RMAX."""
+    sm90 = get_arch("sm_90")
+    slots = sm90.compute_units * sm90.threads_per_cu // THREADS
+    v = get_spec("gemv").variant(sm90, wtype="q4_0")
+    for rows in (14336, 8192, 4096, 2048, 576, 1):
+        grid = v.launch(sm90, n_rows=rows, n_cols=4096).grid[0]
+        rpb = default_rows_per_block(sm90, rows)
+        assert grid == -(-rows // rpb) and (grid >= slots or rpb == 1)
+    assert default_rows_per_block(sm90, 14336) == RMAX
+    assert default_rows_per_block(get_arch("emu"), 5) == RMAX
+
+
 MUTANTS = {
-    # the last row of every wave is never decoded (its sum stays 0)
-    "last_row_skipped": ("          if (r < live) {\n            float v[WQ_GV];",
-                         "          if (r < live && r + 1 < RPW) {\n            float v[WQ_GV];"),
-    # the last window of a row drops its last unit block
-    "tail_unit_dropped": ("const u32 nu = units - u0 < UNITS ? units - u0 : UNITS;",
-                          "const u32 nu = units - u0 < UNITS ? units - u0 - (units - u0 > 1u) : UNITS;"),
-    # x is read at the column inside the window instead of inside the row
-    "x_window_relative": ("wq_load_x(x, u0 * WQ_QK + wq_row_col(g), ncols, xv);",
-                          "wq_load_x(x, wq_row_col(g), ncols, xv);"),
+    # a block with RMAX live rows leaves its last row undecoded (its sum stays 0)
+    "full_block_last_row_skipped": (f"if (live == {RMAX}u) gemv_rows<{RMAX}>", f"if (live == {RMAX}u) gemv_rows<{RMAX - 1}>"),
+    # the last decode group of a row is never read
+    "tail_group_dropped": ("for (u32 g = tid; g < ng; g += NT)", "for (u32 g = tid; g + 1 < ng; g += NT)"),
+    # x is read at the group's column inside its unit block instead of inside the row
+    "x_unit_relative": ("wq_load_x(x, wq_row_col(g), ncols, xv);", "wq_load_x(x, wq_col(g % WQ_NG), ncols, xv);"),
+    # the last wave's partial sums are left out of the block's sum
+    "last_wave_dropped": ("for (u32 k = 0; k < NW; ++k) s += part[k][tid];",
+                          "for (u32 k = 0; k + 1 < NW; ++k) s += part[k][tid];"),
+    # partial sums are read before every wave has written them
+    "barrier_removed": ("    sync_threads();\n    if (tid < live) {", "    if (tid < live) {"),
+    # rows per block taken as RMAX whatever the grid: blocks of a larger grid skip rows
+    "rows_per_block_fixed": ("const u32 per = (nrows + gdim_x() - 1) / gdim_x();", "const u32 per = RMAX;"),
 }
 
 

@@ -1,44 +1,66 @@
 """y[n_rows] = W x for one token, W in any weight type, the decode fused into the dot product.
 
-Memory-bound by design: a block holds ROWS waves of RPW rows each; each wave streams its rows
-through shared memory in windows of whole blocks copied with coalesced 16-byte loads (stage.h;
-GGML blocks are not 16-byte aligned, so they cannot be loaded wide in place), then its lanes
-decode groups from shared memory, each lane reading a group's x values once for all RPW rows
-(x traffic is 4 bytes per weight per row otherwise, several times the weight bytes of a 4-bit
-type), and a wave sum per row finishes it."""
+Memory-bound by design, and shaped by two facts measured on an H100 (docs/PERFORMANCE.md): a grid
+must fill the device (blocks of 8 rows with no column split left a ~50 % tail at 14336 rows and a
+third of the GPU idle at 4096), and loads must be in flight while the previous ones are decoded
+(stage → barrier → decode → barrier had nothing in flight). So:
+
+- A block of THREADS threads owns a run of rows and all its threads split each row's columns
+  (thread t takes decode groups t, t + THREADS, ...): no row is too short to spread over the
+  device, and one reduction through shared memory per RMAX rows finishes them.
+- Rows per block come from the arch facts (compute units x resident threads): the most (up to
+  RMAX, which share each x load) that still give the device a full wave of blocks; the kernel
+  derives them from the grid (ceil(n_rows / blocks)), so any grid is correct.
+- Weights are read straight from global memory by the decode helpers (common/quant_*.h.j2, the
+  widest loads a block's alignment allows; float types 16 bytes), no staging or barrier in the
+  loop: the RMAX rows' loads of a group are independent and issued together, and the loop is
+  unrolled by UNROLL so the next groups' loads are in flight while these are decoded. x is read
+  once per group for all the block's rows."""
 
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import WTYPE_NAMES, get_wtype
 
-ROWS = 4  # waves per block
-RPW = 2  # rows per wave: ROWS * RPW rows per block
-BYTES_PER_LANE = 32  # weight bytes each lane stages per row and window: two 16-byte loads
+THREADS = 256  # per block, every arch (8 waves of 32, 4 of 64)
+RMAX = 4  # rows a block decodes at once; x values are loaded once for all of them
 
 
-def window(unit_bytes: int, wave: int) -> tuple[int, int]:
-    """(unit blocks per window, shared bytes of one row's window) for a weight type and wave size."""
-    units = max(1, wave * BYTES_PER_LANE // unit_bytes)
-    return units, -(-(units * unit_bytes + 30) // 16) * 16  # + 30: alignment slack at both ends
+def default_rows_per_block(arch: Arch, n_rows: int) -> int:
+    """The most rows per block (RMAX, 2, 1) that still launch a full wave of blocks on the arch's
+    reference part; RMAX where the arch does not say how large it is (the emulator)."""
+    if not arch.compute_units:
+        return RMAX
+    wave = arch.compute_units * max(1, arch.threads_per_cu // THREADS)
+    for rpb in (RMAX, 2):
+        if ceil_div(n_rows, rpb) >= wave:
+            return rpb
+    return 1
 
 
 class Gemv(KernelSpec):
     family = "gemv"
     space = {"wtype": WTYPE_NAMES}
-    doc = "RPW rows per wave, ROWS waves per block; w and x (f32) 16-byte aligned, y f32"
+    doc = "THREADS per block over the columns of up to RMAX rows at a time; w and x (f32) 16-byte aligned, y f32"
+
+    def valid(self, p, arch):
+        return THREADS <= arch.max_threads and THREADS % arch.wave_size == 0
 
     def args(self, p):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
                 Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
 
-    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int) -> Launch:
+    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, rows_per_block: int | None = None) -> Launch:
+        """One block per `rows_per_block` rows (default: default_rows_per_block(arch, n_rows)); any value is
+        correct, the kernel loops over its rows RMAX at a time."""
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows)
-        return Launch((ceil_div(n_rows, ROWS * RPW), 1, 1), (ROWS * arch.wave_size, 1, 1))
+        rpb = rows_per_block or default_rows_per_block(arch, n_rows)
+        return Launch((ceil_div(n_rows, rpb), 1, 1), (THREADS, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
-        units, win = window(wt.unit_bytes, arch.wave_size)
-        return {"wt": wt, "rows": ROWS, "rpw": RPW, "units": units, "win": win, "threads": ROWS * arch.wave_size}
+        # Two groups in flight per row where a group is small (<= 8 values); one for the wide groups
+        # of Q6_K and MXFP6 (16 and 32 values), whose decode already holds many registers.
+        return {"wt": wt, "rmax": RMAX, "threads": THREADS, "unroll": 2 if wt.group_values <= 8 else 1}
 
 
 register(Gemv())
