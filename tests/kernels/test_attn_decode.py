@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import sizes
 from tests.oracles.attention import KV_DTYPES, U32, attention, attention_bound, combine, paged_kv, shuffled_pages
 
@@ -35,11 +36,16 @@ def decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale,
 @pytest.mark.parametrize("kv", KV_DTYPES)
 @given(data=st.data())
 def test_attn_decode(kctx, kv, data):
+    check_attn_decode(kctx, kv, data)
+
+
+def check_attn_decode(kctx, kv, data):
+    """The property: one drawn decode step (decode + combine) agrees with the oracle."""
     d = HEAD_DIM[kv]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
-    n_kv_heads, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 12]))
+    n_kv_heads, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([12, 8, 1, 2, 3, 4, 5, 6, 7]))
     kv_len = data.draw(sizes(1, 150))
-    page_size = data.draw(st.sampled_from([1, 7, 16]))
+    page_size = data.draw(st.sampled_from([16, 1, 7]))  # powers of two take the shift path
     mag = data.draw(st.sampled_from([0.1, 1.0, 3.0]))
     q = (rng.standard_normal((n_kv_heads * group, d)) * mag).astype(np.float32)
     k = (rng.standard_normal((kv_len, n_kv_heads, d)) * mag).astype(np.float32)
@@ -49,12 +55,13 @@ def test_attn_decode(kctx, kv, data):
     k_st, v_st, kq, vq = paged_kv(k, v, kv, page_size, table, n_pages, rng)
     part, got, ns = decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale,
                            data.draw(st.integers(1, 6)))
-    assert not np.isnan(part["part_o"]).any() and not np.isnan(part["part_ml"]).any()  # every split wrote
+    wrote = not np.isnan(part["part_o"]).any() and not np.isnan(part["part_ml"]).any()  # every split wrote
     ref = attention(q[None], kq, vq, scale, False, 0)[0]
     # The merge adds ns terms and one division on top of a single walk: 4 * (ns + 2) more ulps.
     bound = attention_bound(q[None], kq, vq, scale, False, 0)[0] * (1 + (ns + 2) / (kv_len + d + 16))
     err = np.abs(got.astype(np.float64) - ref)
-    assert np.all(err <= bound), float(np.max(err - bound))
+    # one assertion site, so that Hypothesis reports one failure, not a group of distinct ones
+    assert wrote and np.all(err <= bound), "a split left its partials unwritten" if not wrote else float(np.max(err - bound))
 
 
 def test_decode_same_for_any_page_order_and_split(kctx):
@@ -99,3 +106,37 @@ def test_attn_combine(kctx, data):
     bound = 2 * (np.abs(ref) + spread) * (2 * ns + 8) * U32 + 1e-30
     assert np.all(np.abs(got - ref) <= bound), float(np.max(np.abs(got - ref) - bound))
     assert np.all(got[den == 0] == 0)  # a head with only empty splits comes out zero
+
+
+MUTANTS = {
+    # the softmax max reduction stops short of the segment: lanes of a row disagree on the max
+    "softmax_max_half_segment": ("for (u32 o = BK / 2; o > 0; o >>= 1) v = f_max(v, shfl_xor(v, o));",
+                                 "for (u32 o = BK / 4; o > 0; o >>= 1) v = f_max(v, shfl_xor(v, o));"),
+    # the row sum of probabilities covers half the segment
+    "softmax_sum_half_segment": ("for (u32 o = BK / 2; o > 0; o >>= 1) v += shfl_xor(v, o);",
+                                 "for (u32 o = BK / 4; o > 0; o >>= 1) v += shfl_xor(v, o);"),
+    # the prefetch of the next tile reads the current tile's row offsets
+    "prefetch_wrong_rows": ("dec_fetch(sm.row[buf ^ 1u], k_cache", "dec_fetch(sm.row[buf], k_cache"),
+    # the last key of every tile is masked out
+    "tile_last_key_masked": ("sm.s[e] = k0 + j < k_end ?", "sm.s[e] = k0 + j + 1 < k_end ?"),
+    # a full row tile drops its last head
+    "last_head_dropped": ("const u32 live = group - g0 < BQ ? group - g0 : BQ;",
+                          "const u32 live = group - g0 < BQ ? group - g0 : BQ - 1;"),
+    # a page slot taken modulo the wrong power of two
+    "page_slot_wrong": ("slot = pow2 ? key & (ps - 1u) : key % ps", "slot = pow2 ? key & ((ps >> 1) - 1u) : key % ps"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MUTANTS))
+def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
+    """Each plausible mistake above, rendered into the real f16 decode kernel, fails the property."""
+    assert_property_catches(emu_kctx, "attn_decode", {"head_dim": HEAD_DIM["f16"], "kv": "f16"}, MUTANTS[mutant],
+                            lambda ctx, data: check_attn_decode(ctx, "f16", data), tmp_path, monkeypatch,
+                            max_examples=40)
+
+
+def test_property_test_catches_combine_dropping_a_split(emu_kctx, tmp_path, monkeypatch):
+    mutation = ("for (u32 s = 0; s < ns; s++) {\n      const u64 i", "for (u32 s = 0; s + 1 < ns; s++) {\n      const u64 i")
+    assert_property_catches(emu_kctx, "attn_combine", {"block": 128}, mutation,
+                            lambda ctx, data: check_attn_decode(ctx, "f16", data), tmp_path, monkeypatch,
+                            max_examples=40)

@@ -1,0 +1,44 @@
+"""Hot decode kernels use no local memory: no stack frame and no spills in NVRTC's ptxas report for
+sm_90, no scratch (private segment) and no spills in the AMDGPU metadata for gfx1100 and gfx950.
+Local memory / scratch is per-thread DRAM traffic in the kernels whose whole job is streaming
+weights and the KV cache at the memory roofline; a run-time index into a register array, or a
+register budget the compiler overruns, puts it there silently (issue 13 found NVRTC 13.0 giving
+some GEMV types a stack frame). The resources are the toolchain's own report, kept in the store
+entry's metadata (codegen/toolchain.py ptxas_resources, codegen/codeobject.py resources)."""
+
+from __future__ import annotations
+
+import pytest
+
+from forge.arch import get_arch
+from forge.codegen.build import compile_variant
+from forge.codegen.spec import get_spec
+from forge.codegen.store import Store
+from forge.errors import ToolchainError
+
+# The kernels of a decode step that stream weights or the KV cache: every GEMV weight type, decode
+# attention at the head sizes of the llama family (64: SmolLM2, 128: Llama 3 1B/8B) for every KV
+# dtype, and the split merge.
+HOT = ([("gemv", {"wtype": v.params["wtype"]}) for v in get_spec("gemv").variants(get_arch("sm_90"))]
+       + [("attn_decode", {"head_dim": d, "kv": kv}) for d in (64, 128) for kv in ("f32", "f16", "fp8", "q8_0")]
+       + [("attn_combine", {"block": 128})])
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return Store(tmp_path_factory.mktemp("store"))
+
+
+@pytest.mark.parametrize("arch_name", ["sm_90", "gfx1100", "gfx950"])
+@pytest.mark.parametrize("family, params", HOT, ids=[f"{f}-{'-'.join(map(str, p.values()))}" for f, p in HOT])
+def test_hot_kernel_uses_no_local_memory(store, arch_name, family, params):
+    arch = get_arch(arch_name)
+    try:
+        entry, _ = compile_variant(get_spec(family).variant(arch, **params), arch, store)
+    except ToolchainError as e:
+        pytest.skip(f"no toolchain for {arch_name}: {e}")
+    res = entry.meta["resources"]
+    assert res["scratch"] == 0 and res["spills"] in (0, None), \
+        f"{entry.meta['symbol']} on {arch_name} ({entry.meta['toolchain']}): {res}"
+    if arch.vendor == "nvidia":
+        assert res["vgpr"], "no ptxas report in the compile log: the check above would prove nothing"
