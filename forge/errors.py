@@ -51,3 +51,8 @@ class QuantError(ForgeError):
 
 class KVCacheError(ForgeError):
     """The KV cache is out of capacity or was misused."""
+
+
+class PackError(ForgeError):
+    """A kernel pack is unusable: another arch or toolchain, tampered or unsafe members, or a
+    kernel it lacks."""

@@ -41,10 +41,11 @@ class Kernel:
 
 class Dispatcher:
     """Hands out Kernels for one device and arch; compiles each variant at most once per process
-    (and once per store across processes)."""
+    (and once per store across processes). `toolchain` overrides the arch's compiler: a kernel
+    pack's PackToolchain (forge/codegen/pack.py) finds the pack's entries and compiles nothing."""
 
-    def __init__(self, device, arch: Arch, store: Store | None = None):
-        self.device, self.arch = device, arch
+    def __init__(self, device, arch: Arch, store: Store | None = None, toolchain=None):
+        self.device, self.arch, self.toolchain = device, arch, toolchain
         self.store = store or Store(default_root())
         self._cache: dict[tuple, Kernel] = {}
         self._lock = threading.Lock()
@@ -61,6 +62,6 @@ class Dispatcher:
 
     def _load(self, family: str, params: dict) -> Kernel:
         variant = get_spec(family).variant(self.arch, **params)
-        entry, _ = compile_variant(variant, self.arch, self.store)
+        entry, _ = compile_variant(variant, self.arch, self.store, tc=self.toolchain)
         module = self.device.load_module(entry.read_object())
         return Kernel(variant, self.arch, self.device, module.function(variant.symbol))

@@ -31,16 +31,18 @@ _runtime_lock = threading.Lock()
 _runtimes: dict[str, ctypes.CDLL] = {}
 
 
-def emulator_runtime(store=None, fibers: str = "asm") -> ctypes.CDLL:
-    """The loaded emulator runtime (built into the store on first use). The "asm" runtime is loaded
-    with global symbols, since kernels link against it; "ucontext" only serves measurements."""
+def emulator_runtime(store=None, fibers: str = "asm", toolchain=None) -> ctypes.CDLL:
+    """The loaded emulator runtime (built into the store on first use; `toolchain`: a kernel pack's,
+    to find the runtime the pack carries). The "asm" runtime is loaded with global symbols, since
+    kernels link against it; "ucontext" only serves measurements. Loaded once per process: an
+    EmuDevice made afterwards uses it."""
     with _runtime_lock:
         lib = _runtimes.get(fibers)
         if lib is None:
             if store is None:
                 from ..codegen.store import Store, default_root
                 store = Store(default_root())
-            lib = load_library(build_runtime(store, fibers), global_symbols=fibers == "asm")
+            lib = load_library(build_runtime(store, fibers, toolchain), global_symbols=fibers == "asm")
             _declare(lib)
             _runtimes[fibers] = lib
         return lib

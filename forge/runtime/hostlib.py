@@ -23,13 +23,19 @@ def runtime_source() -> str:
     return RUNTIME_SRC.read_text().replace('#include "emu_abi.h"\n', abi, 1)
 
 
-def build_runtime(store, fibers: str = "asm") -> bytes:
+def build_runtime(store, fibers: str = "asm", tc=None) -> bytes:
     """The emulator runtime library (bytes, from the store; compiled on a miss). `fibers` is "asm"
-    (the hand-written switch, on x86-64) or "ucontext" (the portable floor, for measurement)."""
+    (the hand-written switch, on x86-64) or "ucontext" (the portable floor, for measurement). `tc`
+    overrides the host compiler: a kernel pack's toolchain finds the runtime the pack carries."""
+    return runtime_entry(store, fibers, tc).read_object()
+
+
+def runtime_entry(store, fibers: str = "asm", tc=None):
+    """The store entry of the emulator runtime (build_runtime's), for a kernel pack to carry."""
     from ..codegen.hostcc import EMU_FLAGS, compile_shared
     from ..codegen.store import BuildOutput, KeyInputs
     from ..codegen.toolchain import host_toolchain
-    tc = host_toolchain()
+    tc = tc or host_toolchain()
     if tc is None:
         raise ToolchainError("the CPU backends need a C++ compiler: install g++ (apt-get install g++) or set CXX")
     source = runtime_source()
@@ -38,6 +44,9 @@ def build_runtime(store, fibers: str = "asm") -> bytes:
                        target="host", toolchain=tc.identity, flags=flags)
 
     def build():
+        if tc.cxx is None:  # a pack's toolchain: it finds entries and compiles nothing
+            raise ToolchainError(f"the emulator runtime built by {tc.identity} is not in the store {store.root}, "
+                                 f"and there is no compiler here to build it: use a kernel pack that carries it")
         work = Path(tempfile.mkdtemp(prefix="forge-emu-runtime-"))
         try:
             src, out = work / "cpu_emulator.cpp", work / "libforge_emu.so"
@@ -50,7 +59,7 @@ def build_runtime(store, fibers: str = "asm") -> bytes:
             shutil.rmtree(work, ignore_errors=True)
 
     entry, _ = store.get_or_build(inputs, build)
-    return entry.read_object()
+    return entry
 
 
 _lock = threading.Lock()
