@@ -1,4 +1,4 @@
-"""The model-running subcommands of `forge`: run, fetch, graph, perplexity. forge/cli.py adds them
+"""The model-running subcommands of `forge`: run, fetch, graph, perplexity, bench. forge/cli.py adds them
 with `register(sub, common)`; errors are ForgeErrors, printed by cli.main as one line."""
 
 from __future__ import annotations
@@ -92,6 +92,25 @@ def cmd_perplexity(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import json
+
+    import forge
+    from .model.bench import bench
+    path = _model_path(args.model)
+    ctx = max(args.p, args.depth + args.n + 2)
+    m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=ctx)
+    r = bench(m, n_prompt=args.p, n_gen=args.n, depth=args.depth, reps=args.reps)
+    if args.json:
+        print(json.dumps({"model": r.model, "backend": r.backend, "arch": r.arch, "pp": args.p, "tg": args.n,
+                          "depth": args.depth, "prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps,
+                          "bytes_per_token": r.bytes_per_token, "copy_gbps": r.copy_gbps,
+                          "achieved_gbps": r.achieved_gbps, "kernels": r.kernels}))
+    else:
+        print(r.table())
+    return 0
+
+
 def _model_options(p) -> None:
     from .runtime.backends import BACKENDS
     p.add_argument("--backend", "-b", default="auto", choices=BACKENDS,
@@ -103,7 +122,7 @@ def _model_options(p) -> None:
 
 
 def register(sub, common) -> None:
-    """Add run, fetch, graph and perplexity to the `forge` parser's subcommands."""
+    """Add run, fetch, graph, perplexity and bench to the `forge` parser's subcommands."""
     r = sub.add_parser("run", parents=[common], help="generate text with a GGUF model (default: SmolLM2-135M)")
     r.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: fetch SmolLM2-135M)")
     r.add_argument("-p", "--prompt", required=True, help="the prompt")
@@ -135,3 +154,14 @@ def register(sub, common) -> None:
     p.add_argument("--chunks", type=int, default=None, help="score only the first N windows")
     _model_options(p)
     p.set_defaults(fn=cmd_perplexity)
+
+    b = sub.add_parser("bench", parents=[common], help="prefill/decode tokens per second, per-kernel times, "
+                                                        "bandwidth against the roofline")
+    b.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: SmolLM2-135M)")
+    b.add_argument("-p", type=int, default=512, help="prompt tokens to prefill (default 512)")
+    b.add_argument("-n", type=int, default=128, help="tokens to decode (default 128)")
+    b.add_argument("--depth", type=int, default=0, help="context tokens before decoding (default 0)")
+    b.add_argument("--reps", type=int, default=3, help="repetitions; the best is reported")
+    b.add_argument("--json", action="store_true", help="one JSON line instead of the table")
+    _model_options(b)
+    b.set_defaults(fn=cmd_bench)

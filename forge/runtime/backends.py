@@ -31,13 +31,13 @@ def _emu(wave: int):
 def _cuda():
     from .cuda import CudaDevice
     dev = CudaDevice()
-    return dev, get_arch(dev.arch_name)
+    return dev, dev.arch
 
 
 def _hip():
     from .hip import HipDevice
     dev = HipDevice()
-    return dev, get_arch(dev.arch_name)
+    return dev, dev.arch
 
 
 def open_backend(name: str = "auto", arch: str | Arch | None = None):

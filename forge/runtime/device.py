@@ -90,3 +90,28 @@ def check_range(buf: Buffer, offset: int, nbytes: int, what: str) -> None:
     from ..errors import DeviceError
     if offset < 0 or nbytes < 0 or offset + nbytes > buf.nbytes:
         raise DeviceError(f"{what}: bytes [{offset}, {offset + nbytes}) outside a buffer of {buf.nbytes} bytes")
+
+
+def time_launches(device, launches: Sequence[BoundLaunch], reps: int = 3) -> list[float]:
+    """Seconds each launch takes (the best of `reps` runs of the whole list, launched one by one):
+    device events around each launch where the backend has them (record_event/elapsed), else the
+    host clock around a launch and a synchronize."""
+    import time
+    best = [float("inf")] * len(launches)
+    events = hasattr(device, "record_event") and hasattr(device, "elapsed")
+    for _ in range(reps):
+        device.synchronize()
+        for i, b in enumerate(launches):
+            if events:
+                e0 = device.record_event()
+                device.launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args)
+                e1 = device.record_event()
+                t = device.elapsed(e0, e1)
+                device.destroy_event(e0), device.destroy_event(e1)
+            else:
+                t0 = time.perf_counter()
+                device.launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args)
+                device.synchronize()
+                t = time.perf_counter() - t0
+            best[i] = min(best[i], t)
+    return best

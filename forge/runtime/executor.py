@@ -117,7 +117,7 @@ class Executor:
     shapes the kernels refuse, a missing weight, or a context the cache cannot hold."""
 
     def __init__(self, graph: LayerGraph, weights: Mapping[str, np.ndarray], device, arch: Arch, *,
-                 max_context: int, kv_dtype: str = "f16", prefill_chunk: int = 256,
+                 max_context: int, kv_dtype: str = "f16", prefill_chunk: int = 512,
                  dispatcher: Dispatcher | None = None, page_size: int = 16, splits: int | None = None):
         self.graph, self.device, self.arch = graph, device, arch
         self.max_context = int(max_context)
@@ -156,11 +156,9 @@ class Executor:
         return buf
 
     def _upload(self, arr: np.ndarray):
-        wrap = getattr(self.device, "wrap_host", None)
-        if wrap is not None:
-            buf = wrap(arr)
-            if buf is not None:
-                return buf
+        wrap = getattr(self.device, "wrap", None)  # host memory: use the file mapping, no copy
+        if wrap is not None and arr.flags.c_contiguous:
+            return wrap(arr)
         buf = self._alloc(arr.nbytes)
         self.device.upload(buf, np.ascontiguousarray(arr).view(np.uint8).reshape(-1))
         return buf
@@ -175,6 +173,9 @@ class Executor:
 
     def close(self) -> None:
         """Free every device buffer the executor owns (the weights included)."""
+        if self._decode is not None and hasattr(self._decode, "close"):
+            self._decode.close()
+        self._decode = None
         self.cache.close()
         for b in self._owned:
             self.device.free(b)
