@@ -1,0 +1,45 @@
+#!/bin/bash
+# One call on the lent NVIDIA machine (the `run` device tool): the CUDA test suite, then the GEMV and
+# decode-attention benchmarks with their peers (../shared/peer/read_limit.py, copied into peer/:
+# the single-kernel read limit and cuBLAS's f16 GEMV), all in one process tree on one warm GPU.
+# Logs and JSON go to $OUT. Carry: .whl (gguf, platformdirs: not on the image) and .carry/nvrtc
+# (NVRTC 13.5's libraries, xz; the image's own NVRTC is older) — see docs/PERFORMANCE.md.
+#   STEPS="tests gemv attn peer" bash benchmarks/h100_run.sh
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/forge-out}
+mkdir -p "$OUT"
+STEPS=${STEPS:-"tests peer gemv attn"}
+export PYTHONUNBUFFERED=1 FORGE_CACHE_DIR=/tmp/forge-cache
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$PWD || exit 1
+fi
+if [ -f .carry/nvrtc/libnvrtc.so.13.xz ]; then
+  mkdir -p /tmp/nvrtc
+  xz -dc .carry/nvrtc/libnvrtc.so.13.xz > /tmp/nvrtc/libnvrtc.so.13
+  xz -dc .carry/nvrtc/libnvrtc-builtins.so.13.5.xz > /tmp/nvrtc/libnvrtc-builtins.so.13.5
+  export LD_PRELOAD=/tmp/nvrtc/libnvrtc.so.13 LD_LIBRARY_PATH=/tmp/nvrtc:${LD_LIBRARY_PATH:-}
+fi
+{
+  date -u; git log --oneline -1 2>/dev/null || true
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
+  python3 -c "import cuda.bindings; from forge.codegen.toolchain import nvrtc_toolchain as t; print('cuda-bindings', cuda.bindings.__version__, '|', t())"
+  python3 -c "from forge.runtime.cuda import CudaDevice; print(CudaDevice())"
+} > "$OUT/env.txt" 2>&1
+cat "$OUT/env.txt"
+for step in $STEPS; do
+  t0=$(date +%s)
+  case $step in
+    tests) timeout ${T_TESTS:-200} python3 -m pytest -q -n 8 -p no:cacheprovider --backend cuda tests/kernels tests/runtime \
+             tests/codegen/test_resources.py > "$OUT/tests.log" 2>&1; tail -25 "$OUT/tests.log" ;;
+    peer) timeout 120 python3 peer/read_limit.py > "$OUT/read_limit.log" 2>&1; cat "$OUT/read_limit.log" ;;
+    gemv) timeout ${T_GEMV:-180} python3 benchmarks/gemv.py --backend cuda --read-limit --overhead --json "$OUT/gemv.json" \
+            ${GEMV_ARGS:-} > "$OUT/gemv.log" 2>&1; cat "$OUT/gemv.log" ;;
+    rpb) timeout 150 python3 benchmarks/gemv.py --backend cuda --types ${RPB_TYPES:-f16,q8_0,q4_0,q4_k} --rpb 1,2,4 --no-check \
+           > "$OUT/gemv_rpb.log" 2>&1; cat "$OUT/gemv_rpb.log" ;;
+    attn) timeout 90 python3 benchmarks/attention.py --backend cuda --read-limit --splits ${SPLITS:-16,32,64,128} \
+            --json "$OUT/attn.json" > "$OUT/attn.log" 2>&1; cat "$OUT/attn.log" ;;
+  esac
+  echo "== step $step: $(( $(date +%s) - t0 )) s"
+done
