@@ -122,8 +122,8 @@ MUTANTS = {
     # a full row tile drops its last head
     "last_head_dropped": ("const u32 live = group - g0 < BQ ? group - g0 : BQ;",
                           "const u32 live = group - g0 < BQ ? group - g0 : BQ - 1;"),
-    # a page slot taken modulo the wrong power of two
-    "page_slot_wrong": ("slot = pow2 ? key & (ps - 1u) : key % ps", "slot = pow2 ? key & ((ps >> 1) - 1u) : key % ps"),
+    # the slot inside a power-of-two page is off by one (wrapping inside the page: no out-of-bounds read)
+    "page_slot_wrong": ("slot = pow2 ? key & (ps - 1u) : key % ps", "slot = pow2 ? (key + 1u) & (ps - 1u) : key % ps"),
 }
 
 
