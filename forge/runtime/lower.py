@@ -225,3 +225,19 @@ def lower(g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOpti
     return Lowered(lw.calls, lw.sizes, [t.name for t in g.of_kind("output")])
 
 
+
+
+def kernel_set(g: LayerGraph, arch: Arch, opts: LowerOptions | None = None, chunk: int = 512) -> list:
+    """Every kernel variant (forge.codegen.spec.Variant) running `g` on `arch` needs: prefill (all
+    rows and the last row), decode, and the sampler. What a kernel pack for a model holds."""
+    opts = opts or LowerOptions()
+    calls = []
+    for phase, T, R in (("prefill", chunk, chunk), ("prefill", chunk, 1), ("decode", 1, 1)):
+        calls += lower(g, arch, phase, T, R, opts).calls
+    seen, out = set(), []
+    for family, params in [(c.family, c.params) for c in calls] + [("sample", {"block": 256})]:
+        v = get_spec(family).variant(arch, **params)
+        if v.symbol not in seen:
+            seen.add(v.symbol)
+            out.append(v)
+    return out
