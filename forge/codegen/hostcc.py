@@ -17,8 +17,13 @@ EMU_FLAGS = ("-O2", "-std=c++17", "-fPIC", "-shared", "-fno-strict-aliasing", "-
 # The host target is for speed: -O3 and this machine's ISA. -march=native alone does not say which
 # ISA it was (a store or pack moved to another CPU would run illegal instructions), so the key
 # carries the compiler's expansion of it (native_isa_flags).
+#   -ffp-contract=off: as for the emulator, a kernel fuses a multiply-add only where it says f_fma,
+#   so host results round where the template says (gcc's GNU dialects would contract freely);
+#   no -ffast-math: reassociation would break the oracles' error bounds and NaN/Inf handling,
+#   so host kernels vectorize reductions by hand (explicit partial sums) instead;
+#   no -fopenmp: the host runtime (forge/runtime/host_runtime.cpp) has its own thread pool.
 HOST_FLAGS = ("-O3", "-std=c++17", "-fPIC", "-shared", "-fno-strict-aliasing", "-fno-math-errno",
-              "-fno-semantic-interposition", "-w")
+              "-ffp-contract=off", "-fno-semantic-interposition", "-fno-plt", "-w")
 
 
 def compile_shared(cxx: str, src_path: Path, out: Path, flags: tuple[str, ...]) -> str:
@@ -38,8 +43,14 @@ def native_isa_flags(cxx: str) -> tuple[str, ...]:
     except (OSError, subprocess.TimeoutExpired) as e:
         raise ToolchainError(f"cannot ask {cxx} what -march=native means: {e}") from None
     for line in proc.stderr.splitlines():
-        if "cc1" in line and "-march=" in line:  # gcc
-            return tuple(t for t in line.split() if t.startswith(("-m", "--param")))
+        if "cc1" in line and "-march=" in line:  # gcc: -m switches and `--param name=value` pairs
+            toks, out = line.split(), []
+            for i, t in enumerate(toks):
+                if t.startswith("-m"):
+                    out.append(t)
+                elif t == "--param" and i + 1 < len(toks):
+                    out += [t, toks[i + 1]]
+            return tuple(out)
     try:
         proc = subprocess.run([cxx, "-march=native", "-x", "c++", "-###", "-c", "-", "-o", "/dev/null"],
                               input="", capture_output=True, text=True, timeout=60)

@@ -118,8 +118,9 @@ class KernelSpec:
 
     # --- derived behaviour, not overridden -------------------------------------------------
     def template_name(self, arch: Arch | None = None) -> str:
-        """The template file of the family for `arch`: `<family>.host.j2` on the host target."""
-        if arch is not None and not arch.is_gpu_semantics:
+        """The template file of the family for `arch`: `<family>.host.j2` on the host target (and,
+        with no arch, for a host-only family)."""
+        if (arch is not None and not arch.is_gpu_semantics) or (arch is None and not self.gpu):
             return f"{self.family}.host.j2"
         return self.template or f"{self.family}.hip.j2"
 

@@ -6,3 +6,4 @@ from . import elementwise, rmsnorm, rope, softmax, swiglu  # noqa: F401
 from . import attn_combine, attn_decode, flash_attn, kv_append  # noqa: F401
 from . import dequant, embed, gemm, gemv  # noqa: F401
 from . import sample  # noqa: F401
+from . import matmul_q8, quantize_q8  # noqa: F401  (host-only families so far)

@@ -6,6 +6,7 @@ from ..spec import Arg, KernelSpec, Launch, register
 
 class AttnCombine(KernelSpec):
     family = "attn_combine"
+    host = True
     space = {"block": (128,)}
     barrier_free = True
     oracle = "attention"
@@ -13,6 +14,8 @@ class AttnCombine(KernelSpec):
     doc = "one block per head, threads over head_dim; exact log-sum-exp reweighting"
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:  # one call merges every head; block is unused
+            return True
         return p["block"] <= arch.max_threads
 
     def args(self, p):
@@ -21,6 +24,8 @@ class AttnCombine(KernelSpec):
                 Arg.scalar("head_dim", "i32")]
 
     def launch(self, p, arch: Arch, *, n_heads: int) -> Launch:
+        if not arch.is_gpu_semantics:
+            return Launch((1, 1, 1), (1, 1, 1))
         return Launch((n_heads, 1, 1), (p["block"], 1, 1))
 
 

@@ -8,6 +8,7 @@ from .kv_append import KV_DTYPES
 
 class AttnDecode(PagedAttention):
     family = "attn_decode"
+    host = True
     space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
     oracle = "attention"
     doc = ("grid (splits, kv heads, ceil(group / BQ)); kv_len[0] (device memory) keys, cut into whole "
@@ -26,6 +27,8 @@ class AttnDecode(PagedAttention):
 
     def launch(self, p, arch: Arch, *, n_splits: int, n_heads: int, n_kv_heads: int) -> Launch:
         check_heads(self.family, n_heads, n_kv_heads)
+        if not arch.is_gpu_semantics:  # a block takes every head of its KV head's group
+            return Launch((n_splits, n_kv_heads, 1), (1, 1, 1))
         bq, _ = self.tiles(p)
         return Launch((n_splits, n_kv_heads, ceil_div(n_heads // n_kv_heads, bq)), (THREADS, 1, 1))
 

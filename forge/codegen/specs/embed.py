@@ -11,6 +11,7 @@ class Embed(KernelSpec):
     family = "embed"
     space = {"wtype": WTYPE_NAMES}
     barrier_free = True
+    host = True
     doc = "y[t, :] = decode(w row ids[t]), w 16-byte aligned; an id outside [0, n_rows) gives a NaN row"
 
     def args(self, p):
@@ -20,6 +21,8 @@ class Embed(KernelSpec):
     def launch(self, p, arch: Arch, *, n_tokens: int, n_cols: int) -> Launch:
         wt = get_wtype(p["wtype"])
         wt.check_shape(n_cols, n_tokens=n_tokens)
+        if not arch.is_gpu_semantics:  # one token row per block
+            return Launch((n_tokens, 1, 1), (1, 1, 1))
         groups = wt.groups(n_cols)
         return Launch((n_tokens, ceil_div(groups, BLOCK), 1), (BLOCK, 1, 1))
 

@@ -9,6 +9,9 @@ HEAD_DIMS = (64, 80, 96, 128, 256)
 THREADS = 128
 # CUDA caps static shared memory at 48 KiB per block; every tile choice below stays under it.
 STATIC_SMEM_CAP = 48 * 1024
+# Host target: query rows per block (their K/V tiles are decoded once for all of them); keys go in
+# tiles of 16 (one vector of scores), common/host_attn.h.
+HOST_BQ = 16
 
 
 def smem_bytes(head_dim: int, bq: int, bk: int) -> int:
@@ -36,17 +39,22 @@ class PagedAttention(KernelSpec):
         raise NotImplementedError
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:  # no shared memory or threads on the host: only the dtype fit
+            return kv_dtype_fits(p["kv"], p["head_dim"])
         bq, bk = self.tiles(p)
         return kv_dtype_fits(p["kv"], p["head_dim"]) and smem_bytes(p["head_dim"], bq, bk) <= min(
             arch.lds_bytes, STATIC_SMEM_CAP) and THREADS <= arch.max_threads
 
     def context(self, p, arch):
+        if not arch.is_gpu_semantics:
+            return {"bq": HOST_BQ}
         bq, bk = self.tiles(p)
         return {"bq": bq, "bk": bk, "nt": THREADS}
 
 
 class FlashAttn(PagedAttention):
     family = "flash_attn"
+    host = True
     # Causal masking is a run-time flag: it only sets each row's last visible key and the block's
     # key range, so a compile-time copy would double the variants for nothing.
     space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
@@ -67,8 +75,10 @@ class FlashAttn(PagedAttention):
 
     def launch(self, p, arch: Arch, *, n_q: int, n_heads: int, n_kv_heads: int) -> Launch:
         check_heads(self.family, n_heads, n_kv_heads)
-        bq, _ = self.tiles(p)
         rows = n_q * (n_heads // n_kv_heads)
+        if not arch.is_gpu_semantics:
+            return Launch((max(1, ceil_div(rows, HOST_BQ)), n_kv_heads, 1), (1, 1, 1))
+        bq, _ = self.tiles(p)
         return Launch((max(1, ceil_div(rows, bq)), n_kv_heads, 1), (THREADS, 1, 1))
 
 

@@ -7,6 +7,12 @@ from ..wtypes import WTYPE_NAMES, get_wtype
 
 BM, BN = 32, 32  # tokens and weight rows per block tile
 THREADS = 256  # each thread owns a 2 x 2 patch of the tile
+HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
+
+
+def host_rows_per_block(n_rows: int) -> int:
+    """Host target: weight rows per block (the kernel derives its share from the grid size)."""
+    return 16 if n_rows <= 8192 else 64
 
 
 def k_step(span: int) -> int:
@@ -17,9 +23,12 @@ def k_step(span: int) -> int:
 class Gemm(KernelSpec):
     family = "gemm"
     space = {"wtype": WTYPE_NAMES}
+    host = True
     doc = "grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:
+            return True
         return THREADS <= arch.max_threads
 
     def args(self, p):
@@ -28,6 +37,8 @@ class Gemm(KernelSpec):
 
     def launch(self, p, arch: Arch, *, m: int, n_rows: int, n_cols: int) -> Launch:
         get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
+        if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
+            return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
         return Launch((ceil_div(n_rows, BN), ceil_div(m, BM), 1), (THREADS, 1, 1))
 
     def context(self, p, arch):

@@ -40,9 +40,12 @@ def default_rows_per_block(arch: Arch, n_rows: int) -> int:
 class Gemv(KernelSpec):
     family = "gemv"
     space = {"wtype": WTYPE_NAMES}
+    host = True  # the host GEMM with one token (common/host_gemm.h.j2): 4 rows at a time
     doc = "THREADS per block over the columns of up to RMAX rows at a time; w and x (f32) 16-byte aligned, y f32"
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:
+            return True
         return THREADS <= arch.max_threads and THREADS % arch.wave_size == 0
 
     def args(self, p):
@@ -53,6 +56,9 @@ class Gemv(KernelSpec):
         """One block per `rows_per_block` rows (default: default_rows_per_block(arch, n_rows)); any value is
         correct, the kernel loops over its rows RMAX at a time."""
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows)
+        if not arch.is_gpu_semantics:  # a block per chunk of rows, one call each
+            from .gemm import host_rows_per_block
+            return Launch((ceil_div(n_rows, rows_per_block or host_rows_per_block(n_rows)), 1, 1), (1, 1, 1))
         rpb = rows_per_block or default_rows_per_block(arch, n_rows)
         return Launch((ceil_div(n_rows, rpb), 1, 1), (THREADS, 1, 1))
 

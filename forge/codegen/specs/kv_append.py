@@ -12,12 +12,15 @@ class KVAppend(KernelSpec):
     # RoPE is a run-time choice (n_rot = 0: none; rope_neox picks the pairing): it costs a uniform
     # branch per row in a memory-bound kernel, and saves two thirds of the variants.
     space = {"kv": KV_DTYPES, "block": (128,)}
+    host = True
     oracle = "attention"
     doc = ("one wave per (token, kv head) row; head_dim <= 256 at run time (q8_0: a multiple of 32, "
            "fp8: of 4); fp8 rows carry a power-of-two f32 scale, q8_0 rows are GGML blocks; "
            "n_rot > 0 rotates the first n_rot dims of K (rope_neox: NeoX pairing, else normal)")
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:  # the host kernel takes a token per call; block is unused
+            return True
         return p["block"] <= arch.max_threads and p["block"] % arch.wave_size == 0
 
     def args(self, p):
@@ -32,6 +35,8 @@ class KVAppend(KernelSpec):
     def launch(self, p, arch: Arch, *, n_tokens: int, n_kv_heads: int) -> Launch:
         if n_tokens < 0 or n_kv_heads < 1:
             raise SpecError(f"kv_append: n_tokens {n_tokens} and n_kv_heads {n_kv_heads} must be >= 0 and >= 1")
+        if not arch.is_gpu_semantics:
+            return Launch((max(1, n_tokens), 1, 1), (1, 1, 1))
         rows_per_block = p["block"] // arch.wave_size
         return Launch((max(1, ceil_div(n_tokens * n_kv_heads, rows_per_block)), 1, 1), (p["block"], 1, 1))
 

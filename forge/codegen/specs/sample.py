@@ -35,9 +35,12 @@ STATE_WORDS = 16 + HISTORY
 class Sample(KernelSpec):
     family = "sample"
     space = {"block": (256,)}
+    host = True
     doc = "one block; logits [n_vocab] f32 are modified (penalty); state u32[16 + 64]; token[0] out"
 
     def valid(self, p, arch):
+        if not arch.is_gpu_semantics:  # one call on one thread; block is unused
+            return True
         return p["block"] <= arch.max_threads and p["block"] % arch.wave_size == 0
 
     def args(self, p):
@@ -45,6 +48,8 @@ class Sample(KernelSpec):
                 Arg.scalar("n_vocab", "i32")]
 
     def launch(self, p, arch: Arch, **_) -> Launch:
+        if not arch.is_gpu_semantics:
+            return Launch((1, 1, 1), (1, 1, 1))
         return Launch((1, 1, 1), (p["block"], 1, 1))
 
     def context(self, p, arch):

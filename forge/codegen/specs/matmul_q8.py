@@ -1,0 +1,71 @@
+"""y = W x for activations quantized to 8-bit blocks: the integer path of the matrix product.
+
+Why: on a CPU a matrix-vector product over 4-bit weights is bound by how fast the weights can be
+decoded and multiplied, not by memory, if each weight becomes a float. llama.cpp's CPU backend
+instead quantizes the activations once per token to blocks of 32 int8 values with one float scale
+(quantize_q8), decodes the weights to int8 only, and multiplies the two with integer dot-product
+instructions (VNNI vpdpbusd, or AVX2 vpmaddubsw + vpmaddwd): four multiply-adds per byte lane,
+exact, and one float scaling per 32 columns. matmul_q8 is that product, for every weight type
+whose values are an integer times a per-block factor:
+
+    type                weight value                    per 32-column sub-block of x
+    q8_0, q4_0, q5_0    d * q          (q signed)       sd * d_x * sum(q * xq)
+    q4_1, q5_1          d * q + m      (q 0..31)        + m * s_x          (s_x = d_x * sum(xq))
+    q4_k, q5_k          d*sc_j * q - dmin*m_j           same, factors per sub-block j
+    q6_k                d * sc * (q - 32), sc per 16    integer sc times each 16-column half
+    mxfp4               kvalues[q] * 2^(e-128)          doubled E2M1 values are integers
+
+This is why quantize_q8 stores xd = (d_x, d_x * sum(xq)) per block: the min terms of the _1 and
+K types need the sum, and having it precomputed costs one multiply per block instead of a pass.
+The float types and forge's MXFP6/MXFP8 layouts (non-integer element values) use gemm instead.
+
+Arguments: w [n_rows][row_bytes] (no alignment needed on the host), xq int8 [n_tokens][n_cols]
+with values in [-127, 127], xd f32 [n_tokens][n_cols / 32][2], y f32 [n_tokens][n_rows];
+n_cols a multiple of the type's block (32, or 256 for the K types).
+
+Host launch: grid (row chunks, token chunks). The kernel derives its share from the grid size
+(rows ceil(n_rows / grid x) per block), so the geometry below is a tuning choice only: ~16 rows
+per block keeps a 576-row matrix at 36 blocks for two to a few dozen threads, 64 for large
+matrices (the 49152-row output head: 768 blocks) so block hand-off stays under 1 % of the time;
+tokens in chunks of TOKENS so a prefill's weights are decoded once per 32 tokens, and inside a
+block in tiles of TB tokens x 2 rows. GPU kernels come later (gpu = False).
+"""
+
+from ...arch import Arch
+from ...errors import SpecError
+from ..spec import Arg, KernelSpec, Launch, ceil_div, register
+from ..wtypes import get_wtype
+
+INT_WTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "mxfp4")
+TOKENS = 32  # tokens per block
+TB = 4  # tokens per register tile
+
+
+def rows_per_block(n_rows: int) -> int:
+    return 16 if n_rows <= 8192 else 64
+
+
+class MatmulQ8(KernelSpec):
+    family = "matmul_q8"
+    space = {"wtype": INT_WTYPES}
+    host = True
+    gpu = False
+    barrier_free = True
+    doc = "y[t] = W (xq[t] * d_x[t]); integer dot products per 32 columns, one float scale per block"
+
+    def args(self, p):
+        return [Arg.ptr("w", "u8", const=True), Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True),
+                Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"),
+                Arg.scalar("n_tokens", "i32")]
+
+    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int) -> Launch:
+        get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows, n_tokens=n_tokens)
+        if arch.is_gpu_semantics:
+            raise SpecError(f"matmul_q8: no GPU kernel yet ({arch.name})")
+        return Launch((ceil_div(n_rows, rows_per_block(n_rows)), ceil_div(n_tokens, TOKENS), 1), (1, 1, 1))
+
+    def context(self, p, arch):
+        return {"wt": get_wtype(p["wtype"]), "tb": TB}
+
+
+register(MatmulQ8())

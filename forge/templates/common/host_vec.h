@@ -1,0 +1,90 @@
+// ---- host vectors: GCC vector extensions, which the compiler maps onto AVX-512, AVX2+FMA, SSE or NEON
+// (whatever -march says), so a loop over vf is vectorized by construction rather than by the
+// auto-vectorizer's goodwill. Float reductions are written with explicit lanes because without
+// -ffast-math the compiler may not reorder a scalar sum (and the oracles' bounds assume it does not
+// reorder freely either: a vf accumulator is HV partial sums, then a halving tree). ----
+#define HV 16
+typedef float vf __attribute__((vector_size(4 * HV)));
+typedef i32 vi __attribute__((vector_size(4 * HV)));
+typedef float vf8 __attribute__((vector_size(32)));
+typedef float vf4 __attribute__((vector_size(16)));
+
+DEVICE vf vf_load(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
+DEVICE void vf_store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+DEVICE vf vf_splat(float x) { return (vf){} + x; }
+// The first n < HV elements of p, zeros after (never reads past p + n).
+DEVICE vf vf_load_n(const float* p, u32 n) {
+  float t[HV] = {};
+  for (u32 i = 0; i < n; ++i) t[i] = p[i];
+  return vf_load(t);
+}
+DEVICE void vf_store_n(float* p, vf v, u32 n) {
+  for (u32 i = 0; i < n; ++i) p[i] = v[i];
+}
+// a * b + c with one rounding per lane (a vector FMA where the ISA has one).
+DEVICE vf vf_fma(vf a, vf b, vf c) {
+  vf r;
+  for (int i = 0; i < HV; ++i) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+  return r;
+}
+// Lane-wise max with f_max's rule (a NaN operand yields the other one).
+DEVICE vf vf_max(vf a, vf b) { return (a > b || b != b) ? a : b; }
+DEVICE vf vf_abs(vf a) { return (vf)((vi)a & 0x7fffffff); }
+// Sum of the lanes: a halving tree (log2 HV additions per lane).
+DEVICE float vf_sum(vf v) {
+  vf8 a, b;
+  __builtin_memcpy(&a, &v, 32);
+  __builtin_memcpy(&b, (const char*)&v + 32, 32);
+  a += b;
+  vf4 c, d;
+  __builtin_memcpy(&c, &a, 16);
+  __builtin_memcpy(&d, (const char*)&a + 16, 16);
+  c += d;
+  return (c[0] + c[2]) + (c[1] + c[3]);
+}
+DEVICE float vf_hmax(vf v) {
+  float m = v[0];
+  for (int i = 1; i < HV; ++i) m = f_max(m, v[i]);
+  return m;
+}
+
+// exp(x) for every lane, within 2 ulp of the exact value on the whole float range (tested against
+// float64 in tests/runtime/test_host.py): Cody-Waite reduction x = n ln2 + r (|r| <= ln2/2, the
+// two-part ln2 makes n*ln2_hi exact), Cephes' degree-7 polynomial for e^r, and 2^n applied as two
+// power-of-two factors so results in the subnormal range round once, correctly. NaN stays NaN,
+// -inf gives 0, +inf and overflow give +inf. libm's expf is a call per element; this vectorizes.
+DEVICE vf vf_exp(vf x) {
+  x = x < -104.0f ? vf_splat(-104.0f) : x;  // e^-104 < 2^-150: 0 (a NaN fails both tests, stays NaN)
+  x = x > 89.0f ? vf_splat(89.0f) : x;      // e^89 > FLT_MAX: inf
+  const vf n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;  // rint(x / ln2), |.| < 2^22
+  vf r = vf_fma(n, vf_splat(-0.693359375f), x);
+  r = vf_fma(n, vf_splat(2.12194440e-4f), r);
+  vf p = vf_splat(1.9875691500e-4f);
+  p = vf_fma(p, r, vf_splat(1.3981999507e-3f));
+  p = vf_fma(p, r, vf_splat(8.3334519073e-3f));
+  p = vf_fma(p, r, vf_splat(4.1665795894e-2f));
+  p = vf_fma(p, r, vf_splat(1.6666665459e-1f));
+  p = vf_fma(p, r, vf_splat(5.0000001201e-1f));
+  const vf y = vf_fma(p, r * r, r) + 1.0f;
+  const vi ni = __builtin_convertvector(n, vi), h = ni >> 1;  // n in [-150, 129]: both halves normal
+  return y * (vf)((h + 127) << 23) * (vf)((ni - h + 127) << 23);
+}
+DEVICE float h_exp(float x) { return vf_exp(vf_splat(x))[0]; }
+
+// f16 storage <-> vf (F16C / AVX-512 conversions where the ISA has them).
+DEVICE vf vf_load_f16(const u16* p) {
+  vf v;
+  for (int i = 0; i < HV; ++i) v[i] = f16_to_f32(p[i]);
+  return v;
+}
+DEVICE vf vf_load_n_f16(const u16* p, u32 n) {
+  vf v = {};
+  for (u32 i = 0; i < n; ++i) v[i] = f16_to_f32(p[i]);
+  return v;
+}
+DEVICE void vf_store_f16(u16* p, vf v) {
+  for (int i = 0; i < HV; ++i) p[i] = f32_to_f16(v[i]);
+}
+DEVICE void vf_store_n_f16(u16* p, vf v, u32 n) {
+  for (u32 i = 0; i < n; ++i) p[i] = f32_to_f16(v[i]);
+}

@@ -1,0 +1,71 @@
+"""matmul_q8 (integer dot products of decoded weights and 8-bit activations) vs the float64
+product of gguf's decoded weights and the dequantized activations xq * d_x, within the bound
+derived in tests/oracles/matmul_q8.py (only the kernel's float scale products and sums round).
+Activations come from the quantize_q8 oracle, so xd[1] = d * sum(q) is what the kernel will see.
+Shapes: row counts around the 16-row chunks and the 4- and 2-row tiles (1, 3, 17, 33, ...),
+token counts around the 4-token tiles and the 32-token chunks (1..5, 9, 33), rows of one block to
+several, every integer-capable weight type."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from forge.codegen.specs.matmul_q8 import INT_WTYPES, TB, TOKENS
+from forge.codegen.wtypes import get_wtype
+from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
+from tests.kernels.strategies import arrays
+from tests.oracles.dequant import random_weights
+from tests.oracles.gemv import check
+from tests.oracles.matmul_q8 import matmul_q8
+from tests.oracles.quantize_q8 import quantize_q8
+
+
+@pytest.fixture
+def host_kctx(kctx):
+    if kctx.arch.vendor != "host":
+        pytest.skip(f"matmul_q8 has no kernel for {kctx.arch.name} yet")
+    return kctx
+
+
+def check_matmul(kctx, wtype, data):
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too)."""
+    wt = get_wtype(wtype)
+    rows = data.draw(st.one_of(st.sampled_from([1, 3, 5, 17, 33]), st.integers(1, 40)), label="rows")
+    cols = wt.qk * data.draw(st.one_of(st.sampled_from([1, 2]), st.integers(1, max(2, 512 // wt.qk))), label="blocks")
+    toks = data.draw(st.one_of(st.sampled_from([1, TB - 1, TB + 1, 2 * TB + 1, TOKENS + 1]), st.integers(1, 9)),
+                     label="tokens")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    w = random_weights(wtype, rows, cols, rng)
+    xq, xd = quantize_q8(data.draw(arrays((toks, cols), np.float32), label="x"))
+    y = run_kernel(kctx, "matmul_q8", {"wtype": wtype},
+                   {"w": w, "xq": xq, "xd": xd, "y": np.full((toks, rows), np.nan, np.float32),
+                    "n_rows": rows, "n_cols": cols, "n_tokens": toks},
+                   ["y"], n_rows=rows, n_cols=cols, n_tokens=toks)["y"]
+    ref, tol = matmul_q8(wtype, w, cols, xq, xd)
+    check(y, ref, tol)
+
+
+@pytest.mark.parametrize("wtype", INT_WTYPES)
+@given(data=st.data())
+def test_matmul_q8(host_kctx, wtype, data):
+    check_matmul(host_kctx, wtype, data)
+
+
+MUTANTS = {
+    # the min term (m * s_x) of q4_1 is dropped
+    ("q4_1", "min_dropped"): ("macc[r][t] = f_fma(", "macc[r][t] = 0.0f * f_fma("),
+    # the rows left over after the last 4- or 2-row tile are skipped
+    ("q4_1", "tail_rows_skipped"): ("for (; r < r1; ++r) mq_tile", "for (; r + 1 < r1; ++r) mq_tile"),
+    # q4_k: sub-blocks 4-7 read their scale from the wrong packing
+    ("q4_k", "kq_scale_packing"): ("scale = (sc[j + 4] & 15u) | ((sc[j - 4] >> 6) << 4);",
+                                   "scale = (sc[j + 4] & 15u) | ((sc[j] >> 6) << 4);"),
+    # q6_k: both 16-column halves use the first half's scale
+    ("q6_k", "one_scale_per_32"): ("s[j].sb = (i8)blk[193 + 2 * j];", "s[j].sb = (i8)blk[192 + 2 * j];"),
+}
+
+
+@pytest.mark.parametrize("wtype,mutant", sorted(MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(MUTANTS)])
+def test_property_test_catches_mutant(host_kctx, wtype, mutant, tmp_path, monkeypatch):
+    assert_property_catches(host_kctx, "matmul_q8", {"wtype": wtype}, MUTANTS[(wtype, mutant)],
+                            lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
