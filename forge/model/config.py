@@ -45,6 +45,12 @@ FAMILIES: dict[str, FamilySpec] = {
 }
 
 
+# gpt2 pre-tokenizers for which llama.cpp (llama-vocab.cpp) adds BOS unless the file says otherwise.
+BOS_BY_DEFAULT_PRE = frozenset(("llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1",
+                                "pixtral", "midm-2.0", "lfm2", "jina-v5-nano", "tekken",
+                                "chameleon"))
+
+
 @dataclass(frozen=True)
 class TokenizerConfig:
     """Tokenizer summary: model ("gpt2" BPE, "llama" SPM, ...), pre-tokenizer, special ids.
@@ -187,13 +193,25 @@ def _tokenizer(m: _Meta, n_vocab: int) -> TokenizerConfig:
     # llama.cpp ignores (with a warning) a special id outside the vocabulary, and real files carry
     # such ids (a pad id equal to n_vocab): forge drops them too rather than refuse the model.
     ids = {k: v if v is not None and v < n_vocab else None for k, v in ids.items()}
-    # llama.cpp's default: SentencePiece ("llama") vocabularies add BOS, BPE ones do not.
-    add_bos = m.flag("tokenizer.ggml.add_bos_token", default=(model == "llama"))
-    return TokenizerConfig(model=model, pre=m.text("tokenizer.ggml.pre"), n_tokens=n_tokens,
+    pre = m.text("tokenizer.ggml.pre")
+    # llama.cpp's default: SentencePiece ("llama") vocabularies add BOS, BPE ones only for the
+    # pre-tokenizers in BOS_BY_DEFAULT_PRE.
+    add_bos = m.flag("tokenizer.ggml.add_bos_token",
+                     default=(model == "llama" or (model == "gpt2" and pre in BOS_BY_DEFAULT_PRE)))
+    return TokenizerConfig(model=model, pre=pre, n_tokens=n_tokens,
                            n_merges=m.str_array_len("tokenizer.ggml.merges") or 0,
                            bos_id=ids["bos"], eos_id=ids["eos"], unk_id=ids["unknown"],
                            pad_id=ids["padding"], add_bos=add_bos,
                            add_eos=m.flag("tokenizer.ggml.add_eos_token", default=False))
+
+
+def tokenizer_config(g: GGUFFile) -> TokenizerConfig:
+    """The TokenizerConfig of a file on its own (no model checks: vocabulary-only files too).
+
+    Refuses (GGUFError) a missing tokenizer.ggml.model or tokenizer.ggml.tokens and mistyped keys.
+    """
+    m = _Meta(g)
+    return _tokenizer(m, m.str_array_len("tokenizer.ggml.tokens") or 0)
 
 
 def _heads(m: _Meta, arch: str, n_embd: int) -> tuple[int, int, int, int]:
