@@ -16,6 +16,13 @@ settings.register_profile("thorough", max_examples=300, deadline=None, print_blo
                                                  HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The emulator runs the suite in checking mode (an out-of-bounds read fails, a write names its
+# argument) and with seeded-random wave orders (a race between waves shows whichever wave writes
+# first; ascending order hides those whose writer is the lower wave), unless the environment
+# says otherwise: README's test command and .ci/run get the same.
+os.environ.setdefault("FORGE_EMU_CHECK", "1")
+os.environ.setdefault("FORGE_EMU_WAVE_ORDER", "random:1")
+
 
 def pytest_addoption(parser):
     parser.addoption("--backend", default="cpu", choices=["cpu", "emu", "host", "cuda", "hip"],

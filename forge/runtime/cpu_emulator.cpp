@@ -4,7 +4,9 @@
 // as fibers on one OS thread, so sync_threads() is a true barrier and shared memory is per block.
 // The scheduler runs one wave at a time until every lane of it waits at a barrier (or exited), then
 // the next wave: a missing barrier shows up as a wave reading shared memory another wave has not
-// written yet. Wave operations rendezvous only the lanes of one wave (32 or 64, the kernel's
+// written yet. The order of the waves between two barriers is ascending, descending or a seeded
+// shuffle per block and barrier (the launch says which): ascending alone never shows a race whose
+// writer is a lower wave than its reader. Wave operations rendezvous only the lanes of one wave (32 or 64, the kernel's
 // WAVE_SIZE). Kernels that declare themselves barrier-free run on a fast path with no fibers.
 //
 // Built once per host compiler by forge/runtime/hostlib.py and loaded RTLD_GLOBAL; kernels
@@ -129,6 +131,8 @@ struct Stacks {
 // ------------------------------------------------------------------------------ jobs, lanes
 typedef void* (*TlsTouch)(void);
 
+enum WaveOrder : unsigned { kAscending = 0, kDescending = 1, kRandom = 2 };
+
 struct Job {
   forge_emu_entry entry;
   TlsTouch tls_touch;  // the kernel library's forge_tls_<symbol>: its static shared memory
@@ -136,6 +140,7 @@ struct Job {
   unsigned grid[3], block[3];
   size_t shared;
   unsigned wave;
+  unsigned order, seed;  // WaveOrder, and the seed of kRandom
   bool fibers, check;
   u64 nblocks;
   std::atomic<u64> next{0};
@@ -296,7 +301,29 @@ void run_wave(Worker* w, unsigned wi, const unsigned bid[3]) {
   }
 }
 
-void run_block_fibers(Worker* w, Job* j, const unsigned bid[3], unsigned n) {
+u64 mix(u64 x) {  // splitmix64's finalizer: a well-spread hash of x
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The order in which the scheduler runs the waves of block `b` before barrier number `phase`. A
+// shuffle depends only on (seed, block, phase), not on which OS thread runs the block or when, so
+// a failure it provokes reproduces with the same seed.
+void wave_order(const Job* j, u64 b, u64 phase, unsigned n, unsigned* out) {
+  for (unsigned i = 0; i < n; ++i) out[i] = j->order == kDescending ? n - 1 - i : i;
+  if (j->order != kRandom) return;
+  u64 s = mix(mix(mix(j->seed) ^ b) ^ phase);
+  for (unsigned i = n - 1; i > 0; --i) {  // Fisher-Yates
+    s = mix(s);
+    const unsigned k = (unsigned)(s % (i + 1)), t = out[i];
+    out[i] = out[k];
+    out[k] = t;
+  }
+}
+
+void run_block_fibers(Worker* w, Job* j, const unsigned bid[3], u64 b, unsigned n) {
   if (!w->stacks.ensure(n)) {
     job_fail(j, "cannot map %u fiber stacks", n);
     escape(w);
@@ -317,8 +344,10 @@ void run_block_fibers(Worker* w, Job* j, const unsigned bid[3], unsigned n) {
     fiber_init(&l.fiber, w->stacks.stack(t), kStackBytes, fiber_main);
   }
   w->live = n;
-  while (w->live) {
-    for (unsigned i = 0; i < w->nwaves; ++i) run_wave(w, i, bid);
+  unsigned order[kMaxThreads / 32];
+  for (u64 phase = 0; w->live; ++phase) {
+    wave_order(j, b, phase, w->nwaves, order);
+    for (unsigned i = 0; i < w->nwaves; ++i) run_wave(w, order[i], bid);
     // Every live lane now waits at sync_threads (exited lanes count as arrived, as on hardware).
     for (unsigned t = 0; t < n; ++t)
       if (w->lanes[t].state == kAtBarrier) w->lanes[t].state = kReady;
@@ -364,7 +393,7 @@ void run_block(Worker* w, Job* j, u64 b) {
     const auto smem = static_shared(w, j->tls_touch);
     if (smem.first) memset(smem.first, 0xff, smem.second);
   }
-  if (j->fibers) run_block_fibers(w, j, bid, n);
+  if (j->fibers) run_block_fibers(w, j, bid, b, n);
   else run_block_fast(w, j, bid, n);
 }
 
@@ -521,13 +550,14 @@ const unsigned long long* forge_emu_exchange(unsigned long long v) {
   return wv.slots[p];
 }
 
-// One launch, as the Python side packs it (struct format in forge/runtime/cpu.py): one pointer
+// One launch, as the Python side packs it (struct format _DESC in forge/runtime/emu.py): one pointer
 // argument instead of a dozen keeps the ctypes call cheap.
 struct LaunchDesc {
   u64 entry, tls_touch;    // forge_entry_<symbol>, forge_tls_<symbol>
   u64 err, err_len, fault; // where to report: a message buffer; u64[8] fault record
   unsigned flags, check;
   unsigned grid[3], block[3];
+  unsigned order, seed;    // WaveOrder and its seed
   u64 shared_bytes, nargs;
   u64 slots[];             // one per kernel argument (emu_abi.h)
 };
@@ -548,10 +578,13 @@ int forge_emu_launch(const LaunchDesc* d) {
   j.wave = d->flags & 0xffu;
   j.fibers = !(d->flags & FORGE_EMU_BARRIER_FREE);
   j.check = d->check != 0;
+  j.order = d->order;
+  j.seed = d->seed;
   j.nblocks = (u64)j.grid[0] * j.grid[1] * j.grid[2];
   const u64 n = (u64)j.block[0] * j.block[1] * j.block[2];
-  if (n == 0 || n > kMaxThreads || (j.wave != 32 && j.wave != 64)) {
-    snprintf(err, d->err_len, "bad launch: %llu threads per block (1..%u), wave size %u", n, kMaxThreads, j.wave);
+  if (n == 0 || n > kMaxThreads || (j.wave != 32 && j.wave != 64) || j.order > kRandom) {
+    snprintf(err, d->err_len, "bad launch: %llu threads per block (1..%u), wave size %u, wave order %u", n,
+             kMaxThreads, j.wave, j.order);
     return 1;
   }
   if (j.nblocks == 0) return 0;

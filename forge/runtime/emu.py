@@ -5,6 +5,8 @@ by the host C++ compiler against templates/common/prelude_emu.h.
     dev = EmuDevice(wave_size=64)          # runs the wave64 (gfx950-style) template branches
     FORGE_EMU_CHECK=1 → checking mode: buffers end at guard pages, an out-of-bounds access raises
     DeviceError naming the kernel, the argument, the element index, the block and the thread.
+    FORGE_EMU_WAVE_ORDER=ascending|descending|random[:SEED] → the order in which the waves of a
+    block run between barriers (docs/EMULATOR.md).
 
 Launches run synchronously (a stream only orders, and CPU launches are already ordered).
 """
@@ -15,6 +17,7 @@ import ctypes
 import os
 import struct
 import threading
+import zlib
 from typing import Any, Sequence
 
 import numpy as np
@@ -110,8 +113,10 @@ class EmuModule:
 
 # ------------------------------------------------------------------------------ argument packing
 # LaunchDesc of cpu_emulator.cpp: entry, tls, err, err_len, fault; flags, check; grid[3], block[3];
-# shared bytes, nargs; then one 8-byte slot per argument (scalars in the low bytes, emu_abi.h).
-_DESC = "<5Q2I3I3I2Q"
+# wave order, seed; shared bytes, nargs; then one 8-byte slot per argument (scalars in the low
+# bytes, emu_abi.h).
+_DESC = "<5Q2I3I3I2I2Q"
+WAVE_ORDERS = {"ascending": 0, "descending": 1, "random": 2}
 _SLOT = {"ptr": "Q", "f32": "f4x", "i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
 _tls = threading.local()
 
@@ -136,6 +141,12 @@ class Packer:
         self.ptrs = tuple(i for i, a in enumerate(args) if a.is_ptr)
         self.head = (fn.entry, fn.tls, ctypes.addressof(dev._err), len(dev._err), ctypes.addressof(dev._fault),
                      fn.flags, int(dev.check))
+        self.order = (WAVE_ORDERS[dev.wave_order[0]], dev.wave_order[1])
+        # random order: the shuffle's seed also hashes the launch (kernel, geometry, scalar
+        # arguments), so that examples of a property test each get their own orders while a
+        # repeated launch repeats its order (a failure reproduces)
+        self.salt = (fn.symbol, dev.wave_order[1]) if dev.wave_order[0] == "random" else None
+        self.scalars = tuple(i for i, a in enumerate(args) if not a.is_ptr)
         self.nargs = len(args)
 
     def pack(self, grid, block, shared_bytes: int, values) -> int:
@@ -148,11 +159,15 @@ class Packer:
         if buf is None or len(buf) < self.struct.size:
             buf = _tls.desc = ctypes.create_string_buffer(max(4096, self.struct.size))
         try:
-            self.struct.pack_into(buf, 0, *self.head, *grid, *block, shared_bytes, self.nargs, *vals)
+            order = self.order if self.salt is None else (self.order[0], self._seed(grid, block, vals))
+            self.struct.pack_into(buf, 0, *self.head, *grid, *block, *order, shared_bytes, self.nargs, *vals)
         except struct.error:
             self._explain(values)
             raise
         return ctypes.addressof(buf)
+
+    def _seed(self, grid, block, vals) -> int:
+        return zlib.crc32(repr((self.salt, tuple(grid), tuple(block), [vals[i] for i in self.scalars])).encode())
 
     def _bad_ptr(self, i: int, v) -> int:
         try:
@@ -171,22 +186,43 @@ class Packer:
 
 
 # ----------------------------------------------------------------------------------- the device
-class EmuDevice:
-    """The CPU emulator as a Device. `wave_size` (32 or 64) must match the kernels' arch (cpu or
-    emu64); `check` (default: FORGE_EMU_CHECK=1) turns on guard pages and fault reports."""
+def parse_wave_order(text: str, what: str = "wave order") -> tuple[str, int]:
+    """("ascending" | "descending" | "random", seed) from "ascending", "descending", "random" (seed
+    0) or "random:SEED" (SEED an integer below 2^32); DeviceError naming `what` otherwise."""
+    kind, _, seed = text.strip().partition(":")
+    try:
+        if kind in WAVE_ORDERS and (not seed or kind == "random"):
+            n = int(seed or 0)
+            if 0 <= n < 2**32:
+                return kind, n
+    except ValueError:
+        pass
+    raise DeviceError(f"{what} {text!r} is not one of ascending, descending, random, random:SEED "
+                      f"(SEED an integer from 0 to 2^32-1)")
 
-    def __init__(self, wave_size: int = 32, check: bool | None = None, store=None):
+
+class EmuDevice:
+    """The CPU emulator as a Device. `wave_size` (32 or 64) must match the kernels' arch (emu or
+    emu64); `check` (default: FORGE_EMU_CHECK=1) turns on guard pages and fault reports;
+    `wave_order` (default: FORGE_EMU_WAVE_ORDER, else "ascending") is the order in which the waves
+    of a block run between two barriers: "ascending", "descending" or "random:SEED"."""
+
+    def __init__(self, wave_size: int = 32, check: bool | None = None, store=None, wave_order: str | None = None):
         if wave_size not in (32, 64):
             raise DeviceError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")
         self.wave_size = wave_size
         self.check = os.environ.get("FORGE_EMU_CHECK", "") not in ("", "0") if check is None else check
+        env = os.environ.get("FORGE_EMU_WAVE_ORDER", "")
+        self.wave_order = (parse_wave_order(wave_order) if wave_order is not None
+                           else parse_wave_order(env, "FORGE_EMU_WAVE_ORDER") if env else ("ascending", 0))
         self.name = "emu"
         self._rt = emulator_runtime(store)
         self._err = ctypes.create_string_buffer(1024)
         self._fault = (_U64 * 8)()
 
     def __repr__(self) -> str:
-        return f"<EmuDevice wave{self.wave_size}{' checked' if self.check else ''}>"
+        order = "" if self.wave_order[0] == "ascending" else " " + ":".join(map(str, self.wave_order))
+        return f"<EmuDevice wave{self.wave_size}{' checked' if self.check else ''}{order}>"
 
     @property
     def threads(self) -> int:

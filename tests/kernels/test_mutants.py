@@ -1,6 +1,7 @@
 """The property tests catch real bugs: each mutant below is a plausible mistake, rendered into the
-real kernel source (through FORGE_OVERRIDE_DIR, into a private store), and the rmsnorm property
-test must fail on it at both wave sizes."""
+real kernel source (through FORGE_OVERRIDE_DIR, into a private store), and the family's property
+test must fail on it at both wave sizes. (Families keep their own mutants beside their property
+tests: test_flash_attn, test_gemm, test_gemv, test_kv_append, test_rope, test_sample.)"""
 
 import pytest
 
@@ -26,3 +27,22 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     assert_property_catches(emu_kctx, "rmsnorm", {"dtype": "f32", "block": 256}, MUTANTS[mutant],
                             lambda ctx, data: check_rmsnorm(ctx, "f32", data), tmp_path, monkeypatch,
                             max_examples=30, once=False)
+
+
+# A race that the emulator's default wave order hides. In sample, thread 0 (wave 0) reduces the
+# per-thread maxima into scratch[0] and then every thread reads it as m; without the barrier
+# between, a wave that runs after wave 0 reads the reduced max (as with the barrier) and a wave that
+# runs before it reads thread 0's own partial. Ascending order always runs wave 0 first, so the
+# mutant passes there (checked by hand: tests/runtime/test_emulator.py shows the same hand-off
+# deterministically); descending and seeded-random orders, the latter the suite's own
+# (tests/conftest.py), must catch it.
+SAMPLE_MAX_BARRIER = ("  }\n  sync_threads();\n  const float m = scratch[0];", "  }\n  const float m = scratch[0];")
+
+
+@pytest.mark.parametrize("order", ["descending", "random:1"])
+def test_non_ascending_wave_order_catches_a_missing_barrier(emu_kctx, order, tmp_path, monkeypatch):
+    from forge.runtime.emu import EmuDevice
+    from tests.kernels.test_sample import PARAMS, check_sample
+    dev = EmuDevice(emu_kctx.arch.wave_size, wave_order=order)
+    assert_property_catches(emu_kctx, "sample", PARAMS, SAMPLE_MAX_BARRIER, check_sample, tmp_path, monkeypatch,
+                            max_examples=40, device=dev)

@@ -215,6 +215,60 @@ def test_atomics_are_atomic_across_blocks_on_all_threads(emu_kctx):
     np.testing.assert_array_equal(np.sort(out["order"]), np.arange(n))  # each ticket handed out once
 
 
+# -------------------------------------------------------------------------------- wave order
+# Wave 0 writes shared memory that wave 1 reads, with or without the barrier between them.
+HANDOFF = """
+KERNEL(128) {{ kernel.symbol }}({{ kernel.signature }}) {
+  SHARED float buf[64];
+  if (wave_id() == 0) buf[lane_id()] = x[lane_id()];
+{% if p.barrier %}  sync_threads();{% endif %}
+  if (wave_id() == 1) y[bid_x() * WAVE_SIZE + lane_id()] = buf[lane_id()];
+}
+"""
+HANDOFF_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32")]
+
+
+def handoff(emu_kctx, order: str, barrier: bool, grid: int = 64) -> np.ndarray:
+    """Per block, whether wave 1 read what wave 0 wrote (False: it read the poison)."""
+    dev = EmuDevice(emu_kctx.arch.wave_size, wave_order=order)
+    fn = compile_inline(emu_kctx, HANDOFF, HANDOFF_ARGS, barrier=barrier)
+    w = emu_kctx.arch.wave_size
+    x = np.arange(1, w + 1, dtype=np.float32)
+    y = launch(emu_kctx, fn, HANDOFF_ARGS, {"x": x, "y": np.zeros(grid * w, np.float32)}, (grid, 1, 1), (2 * w, 1, 1),
+               outs=["y"], device=dev)["y"].reshape(grid, w)
+    return np.all(y == x, axis=1)
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "random:0", "random:7"])
+def test_handoff_between_waves_with_a_barrier_works_in_every_order(emu_kctx, order):
+    assert handoff(emu_kctx, order, barrier=True).all()
+
+
+def test_a_missing_barrier_hidden_by_ascending_order_shows_in_the_others(emu_kctx):
+    """The race whose writer is the lower wave: ascending order runs wave 0 to its end first, so
+    wave 1 reads the data as if there were a barrier; descending order runs wave 1 first, so it
+    reads poison in every block; a random order does in some blocks and not others, and the same
+    launch with the same seed repeats its orders exactly."""
+    assert handoff(emu_kctx, "ascending", barrier=False).all()
+    assert not handoff(emu_kctx, "descending", barrier=False).any()
+    shuffled = handoff(emu_kctx, "random:3", barrier=False)
+    assert 0 < shuffled.sum() < len(shuffled)
+    np.testing.assert_array_equal(handoff(emu_kctx, "random:3", barrier=False), shuffled)
+    assert not np.array_equal(handoff(emu_kctx, "random:4", barrier=False), shuffled)
+
+
+def test_wave_order_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FORGE_EMU_WAVE_ORDER", "random:12")
+    assert EmuDevice(32).wave_order == ("random", 12)
+    assert EmuDevice(32, wave_order="descending").wave_order == ("descending", 0)  # the argument wins
+    monkeypatch.setenv("FORGE_EMU_WAVE_ORDER", "sideways")
+    with pytest.raises(DeviceError, match="FORGE_EMU_WAVE_ORDER 'sideways' is not one of ascending"):
+        EmuDevice(32)
+    for bad in ("random:-1", "random:x", "descending:3", f"random:{2**32}"):
+        with pytest.raises(DeviceError, match="not one of"):
+            EmuDevice(32, wave_order=bad)
+
+
 # ------------------------------------------------------------------------------ misuse errors
 def test_wave_operation_in_divergent_code_is_reported(emu_kctx):
     body = """
