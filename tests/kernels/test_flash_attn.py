@@ -1,10 +1,14 @@
 """flash_attn (prefill over the paged cache) vs float64 attention over exactly the K/V the cache
 holds (tests/oracles/attention.py decodes the stored rows), so every storage dtype shares one
-tolerance, attention_bound: the float32 error of the scores, the online softmax and the P.V sums
-(derived in the oracle). What storing K/V in f16/fp8/q8_0 costs is kv_append's test's business
-(exact bytes, or the storage step). Shapes: GQA ratios 1..8, query counts and contexts that are
-not multiples of the 16-row/32-key tiles, 1-token contexts, causal and not with n_past, page sizes
-1..16 with shuffled pages and random bytes everywhere outside the context."""
+tolerance, attention_bound_tiled: the float32 error of the scores, the online softmax over key
+tiles and the P.V sums, per key and per output element (derived in the oracle). What storing K/V
+in f16/fp8/q8_0 costs is kv_append's test's business (exact bytes, or the storage step).
+
+Values: gaussian, or "dyadic": q and k short multiples of 1/4 (their float32 dot products are
+exact) and one nonzero per V row, so the bound is down to the softmax's own few ulp per weight and a
+wrong exp (say exp2 with a truncated log2(e)) is caught. Shapes: GQA ratios 1..8, query counts and
+contexts that are not multiples of the 16-row/32-key tiles, 1-token contexts, causal and not with
+n_past, page sizes 1..16 with shuffled pages and random bytes everywhere outside the context."""
 
 import numpy as np
 import pytest
@@ -12,12 +16,22 @@ from hypothesis import given, strategies as st
 
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
-from tests.oracles.attention import KV_DTYPES, attention, attention_bound, paged_kv, shuffled_pages
+from forge.codegen.spec import get_spec
+from tests.oracles.attention import KV_DTYPES, attention, attention_bound_tiled, paged_kv, shuffled_pages
 
 # Two head dims per storage dtype keep the emulator's compiles to 8 variants per wave size while
 # every head dim (64, 80, 96, 128, 256) and every storage dtype is exercised (q8_0 has no 80).
 VARIANTS = [(64, "f32"), (80, "f32"), (96, "f16"), (128, "f16"), (256, "fp8"), (64, "fp8"),
             (128, "q8_0"), (96, "q8_0")]
+
+
+HOST_KEY_TILE = 16  # keys per online-softmax step of the host kernel: HV of templates/common/host_vec.h
+
+
+def key_tile(arch, d: int) -> int:
+    """Keys per online-softmax step (each adds a rescale to the bound): the GPU template's BK, the
+    host kernel's vector width."""
+    return get_spec("flash_attn").tiles({"head_dim": d})[1] if arch.is_gpu_semantics else HOST_KEY_TILE
 
 
 def draw_case(data, d):
@@ -28,10 +42,18 @@ def draw_case(data, d):
     if d == 256:  # the emulator is slowest here: a smaller case, the same tails
         n_q, group = min(n_q, 17), min(group, 4)
     kv_len = n_past + n_q
-    mag = data.draw(st.sampled_from([0.1, 1.0, 3.0]))
-    q = (rng.standard_normal((n_q, n_kv_heads * group, d)) * mag).astype(np.float32)
-    k = (rng.standard_normal((kv_len, n_kv_heads, d)) * mag).astype(np.float32)
-    v = (rng.standard_normal((kv_len, n_kv_heads, d)) * data.draw(st.sampled_from([1e-2, 1.0, 1e2]))).astype(np.float32)
+    vmag = data.draw(st.sampled_from([1e-2, 1.0, 1e2]))
+    if data.draw(st.booleans(), label="dyadic"):
+        q = (rng.integers(-8, 9, (n_q, n_kv_heads * group, d)) / 4).astype(np.float32)
+        k = (rng.integers(-8, 9, (kv_len, n_kv_heads, d)) / 4).astype(np.float32)
+        v = np.zeros((kv_len, n_kv_heads, d), np.float32)  # one nonzero per row, in a random column
+        idx = np.indices(v.shape[:2])
+        v[idx[0], idx[1], rng.integers(0, d, v.shape[:2])] = rng.standard_normal(v.shape[:2]) * vmag
+    else:
+        mag = data.draw(st.sampled_from([0.1, 1.0, 3.0]))
+        q = (rng.standard_normal((n_q, n_kv_heads * group, d)) * mag).astype(np.float32)
+        k = (rng.standard_normal((kv_len, n_kv_heads, d)) * mag).astype(np.float32)
+        v = (rng.standard_normal((kv_len, n_kv_heads, d)) * vmag).astype(np.float32)
     scale = data.draw(st.sampled_from([1 / np.sqrt(d), 0.5]))
     page_size = data.draw(st.sampled_from([1, 7, 16]))
     return rng, q, k, v, float(np.float32(scale)), n_past, page_size
@@ -52,7 +74,7 @@ def check(kctx, kv, causal, q, k, v, scale, n_past, page_size, rng):
     k_st, v_st, kq, vq = paged_kv(k, v, kv, page_size, table, n_pages, rng)
     got = run_flash(kctx, kv, causal, q, k_st, v_st, table, page_size, kv_len, n_past, scale, n_kv_heads)
     ref = attention(q, kq, vq, scale, causal, n_past)
-    bound = attention_bound(q, kq, vq, scale, causal, n_past)
+    bound = attention_bound_tiled(q, kq, vq, scale, causal, n_past, key_tile(kctx.arch, q.shape[-1]))
     err = np.abs(got.astype(np.float64) - ref)
     assert np.all(err <= bound), float(np.max(err - bound))  # NaN (an unwritten output) fails too
 
@@ -84,6 +106,9 @@ MUTANTS = {
                      "const u64 head = kvh + rr % group;\n    sm.q"),
     # no barrier between decoding the K/V tile and the scores that read it
     "tile_barrier_removed": ("page_size);\n    sync_threads();\n    attn_scores", "page_size);\n    attn_scores"),
+    # exp as exp2 with log2(e) truncated to 1.4427f: each weight off by 3.4e-6 * (m - s_j), some
+    # 60 ulp where it matters (it survived the old bound, ~1000x looser than a correct kernel's error)
+    "exp2_truncated_log2e": ("s[j] = f_exp(s[j] - mn);", "s[j] = f_exp2((s[j] - mn) * 1.4427f);"),
 }
 
 

@@ -3,38 +3,49 @@ for every dtype (f16: numpy's RNE cast; q8_0: gguf.quants, GGML's reference; fp8
 a power-of-two row scale, both exact in float32), in the pages the block table names and nowhere
 else. V is always exact. With RoPE (n_rot > 0, normal or NeoX pairing) K's angle goes through the
 kernel's exp2/sincos, so K is checked by value: the rope tolerance of test_rope plus half a storage
-step of the dtype at that value."""
+step of the dtype at that value.
+
+Random rows almost never sit on a rounding decision, so some rows are built to: q8_0 rows whose
+scaled values are exact halves (GGML rounds half away from zero, not to even) and fp8 rows whose
+largest magnitude is exactly at a scale threshold (1.75 * 2^k, i.e. 448 after scaling, a power of
+two, or 448 itself)."""
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from forge.codegen.specs.rope import freq_log2
+from forge.codegen.specs import rope as rope_spec
 from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays
-from tests.oracles._fp import U16, ulp32
+from tests.kernels.test_rope import rotation_bound
+from tests.oracles._fp import U16
 from tests.oracles.attention import KV_DTYPES, kv_decode, kv_encode, place, shuffled_pages
-from tests.oracles.rope import rope
+from tests.oracles.rope import rope_base
 
 DIMS = {"f32": [4, 38, 64, 80, 256], "f16": [4, 38, 64, 80, 256], "fp8": [4, 36, 64, 80, 256],
         "q8_0": [32, 64, 96, 256]}
 
 
-def pairs(mode, n_rot):
-    half = n_rot // 2
-    if mode == "neox":
-        return np.arange(half), np.arange(half) + half
-    return 2 * np.arange(half), 2 * np.arange(half) + 1
-
-
-def rope_bound(x, theta, mode, n_rot):
-    """test_rope's bound: each rotated element may be off by (|x0|+|x1|) * (3 ulp(theta) + 1e-6)."""
-    i0, i1 = pairs(mode, n_rot)
-    ax = np.abs(x.astype(np.float64))
-    b = np.zeros_like(ax)
-    per = (ax[:, :, i0] + ax[:, :, i1]) * (3 * ulp32(theta)[:, None, :] + 1e-6)
-    b[:, :, i0], b[:, :, i1] = per, per
-    return b
+def tie_rows(x: np.ndarray, kv: str, rng) -> np.ndarray:
+    """x with its rows replaced by rows that sit on a rounding decision of the storage format:
+    q8_0: each block of 32 has amax 127 * 2^e (so d = 2^e and 1/d are exact) and every other value
+    an odd multiple of 2^(e-1), i.e. x/d exactly halfway between two integers; fp8: the row's
+    amax is exactly 1.75 * 2^k (the scale threshold), 2^k or 448 (sign random)."""
+    x = x.copy()
+    rows = x.reshape(-1, x.shape[-1])
+    for row in rows:
+        e = int(rng.integers(-6, 7))
+        if kv == "q8_0":
+            for b in range(0, len(row), 32):
+                halves = (2 * rng.integers(-127, 127, 32) + 1) * 2.0 ** (e - 1)  # odd/2 within (-127, 127)
+                halves[rng.integers(32)] = 127 * 2.0 ** e * rng.choice([-1, 1])
+                row[b:b + 32] = halves
+        elif kv == "fp8":
+            amax = rng.choice([1.75 * 2.0 ** e, 2.0 ** e, 448.0])
+            row[:] = rng.uniform(-amax, amax, len(row))
+            row[rng.integers(len(row))] = amax * rng.choice([-1, 1])
+    return x
 
 
 def storage_step(stored_rows, kv, d, mag):
@@ -72,6 +83,11 @@ def append(kctx, kv, k, v, pos, table, page_size, k_st, v_st, n_rot=0, neox=0, f
 @pytest.mark.parametrize("kv", KV_DTYPES)
 @given(data=st.data())
 def test_kv_append(kctx, kv, rope_on, data):
+    check_kv_append(kctx, kv, rope_on, data)
+
+
+def check_kv_append(kctx, kv, rope_on, data):
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too)."""
     heads, d = data.draw(st.integers(1, 3)), data.draw(st.sampled_from(DIMS[kv]))
     page_size, n_tok = data.draw(st.sampled_from([1, 5, 16])), data.draw(st.integers(1, 20))
     n_ctx = n_tok + data.draw(st.integers(0, 40))
@@ -86,6 +102,8 @@ def test_kv_append(kctx, kv, rope_on, data):
     mag = data.draw(st.sampled_from([1e-3, 1.0, 30.0, 1e3]))
     k = data.draw(arrays((n_tok, heads, d), np.float32, scale=mag))
     v = data.draw(arrays((n_tok, heads, d), np.float32))
+    if kv in ("q8_0", "fp8") and data.draw(st.booleans(), label="tie rows"):
+        k, v = tie_rows(k, kv, rng), tie_rows(v, kv, rng)
     if not rope_on:
         got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st)
         np.testing.assert_array_equal(got_v, place(kv_encode(v, kv), table, page_size, v_st, pos))
@@ -93,9 +111,10 @@ def test_kv_append(kctx, kv, rope_on, data):
         return
     mode = data.draw(st.sampled_from(["normal", "neox"]))
     n_rot = data.draw(st.sampled_from(sorted({2, d // 2 - d // 2 % 2 or 2, d})))
-    fl = freq_log2(data.draw(st.sampled_from([1e4, 1e5])), n_rot)
+    base = data.draw(st.sampled_from([1e4, 1e5]))
     fs = data.draw(st.sampled_from([1.0, 0.25]))
-    got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st, n_rot, int(mode == "neox"), fl, fs)
+    got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st, n_rot, int(mode == "neox"),
+                          rope_spec.freq_log2(base, n_rot), fs)
     np.testing.assert_array_equal(got_v, place(kv_encode(v, kv), table, page_size, v_st, pos))
     # Every row other than the new tokens' is untouched ...
     written = np.zeros(k_st.shape[:3], bool)
@@ -105,8 +124,8 @@ def test_kv_append(kctx, kv, rope_on, data):
     # ... and the new rows hold rope(k) within the rope and storage tolerances.
     rows = np.stack([got_k[table[p // page_size], :, p % page_size] for p in pos])
     got = kv_decode(rows, kv, d)
-    ref, theta = rope(k, pos, n_rot, fl, fs, mode)
-    rb_ = rope_bound(k, theta, mode, n_rot)
+    ref, theta = rope_base(k, pos, n_rot, base, fs, mode)
+    rb_ = rotation_bound(k, theta, n_rot, base, mode)
     bound = rb_ + storage_step(rows, kv, d, np.abs(ref) + rb_) + 1e-30
     err = np.abs(got - ref)
     assert np.all(err <= bound), float(np.max(err - bound))
@@ -145,3 +164,21 @@ def test_fp8_oracle_matches_forge_quant():
     np.testing.assert_array_equal(fp8_encode(x), mx.FP8_E4M3.encode(x))
     np.testing.assert_array_equal(fp8_encode(finite), np.arange(256)[np.isfinite(FP8_VALUES)])
     assert list(fp8_encode(np.array([464.0, 2.0**-10, 3 * 2.0**-10]))) == [0x7E, 0x00, 0x02]
+
+
+# Plausible mistakes in the KV writer, rendered into kv_append's real source; each must be caught at
+# both wave sizes (the tie rows above are what catch them: random rows almost never tie).
+MUTANTS = {
+    # q8_0 rounds half to even (the fp8 encoder's 2^23 trick) instead of away from zero as GGML does
+    ("q8_0", "round_half_even"): ("const float r = fl + f_floor(2.0f * (a - fl));",
+                                  "const float r = (a + 8388608.0f) - 8388608.0f;"),
+    # fp8: a row whose amax is exactly 1.75 * 2^k (448 after scaling) gets twice the scale it needs
+    ("fp8", "scale_threshold_inclusive"): ("(b & 0x7fffffu) > 0x600000u", "(b & 0x7fffffu) >= 0x600000u"),
+}
+
+
+@pytest.mark.parametrize("kv,mutant", sorted(MUTANTS), ids=[m for _, m in sorted(MUTANTS)])
+def test_property_test_catches_mutant(emu_kctx, kv, mutant, tmp_path, monkeypatch):
+    assert_property_catches(emu_kctx, "kv_append", {"kv": kv, "block": 128}, MUTANTS[kv, mutant],
+                            lambda ctx, data: check_kv_append(ctx, kv, False, data), tmp_path, monkeypatch,
+                            max_examples=30)

@@ -204,3 +204,71 @@ def paged_kv(k, v, dtype: str, page_size: int, table: np.ndarray, n_pages: int, 
         storage = rng.integers(0, 256, (n_pages, h, page_size, rows.shape[-1]), dtype=np.uint8)
         out.append(place(rows, table, page_size, storage))
     return out[0], out[1], kv_roundtrip(k, dtype), kv_roundtrip(v, dtype)
+
+
+# ------------------------------------------------------------------- a bound tight where it matters
+EXP_ULP = 2  # expf's accuracy on every backend (CUDA documents 2 ulp; glibc and AMD's are tighter)
+_DYADIC = 6  # q and k values that are multiples of 2^-6 ...
+_EXACT_ABSDOT = 2.0 ** (24 - 2 * _DYADIC)  # ... with sum |q||k| below this have exact float32 dots
+
+
+def _dyadic(x: np.ndarray) -> np.ndarray:
+    """Per row (last axis): every value a multiple of 2^-_DYADIC (so products are multiples of
+    2^-2*_DYADIC and partial sums below _EXACT_ABSDOT are exact in float32)."""
+    y = np.asarray(x, np.float64) * 2.0 ** _DYADIC
+    return np.all(np.isfinite(y) & (y == np.round(y)), axis=-1)
+
+
+def attention_bound_tiled(q, k, v, scale: float, causal: bool, n_past: int, key_tile: int):
+    """Per-element error bound [n_q, n_heads, d] of a float32 kernel that walks keys in tiles of
+    `key_tile` with an online softmax (common/attn.h), against `attention` over the same q, k, v.
+    Unlike attention_bound it follows each key and each output element, so it is tight where the
+    inputs allow: when q and k are short dyadic values the float32 scores are exact (only `* scale`
+    rounds), and when v has few nonzeros per column the P.V sums are nearly exact, so what is left
+    is the softmax itself, where a wrong exp shows.
+
+    With w_j the exact softmax weights of row i, s_j its scores, M = max s_j, T = number of key
+    tiles and u = 2^-24, the kernel's p_j = exp(s_j - m) (m the running max), rescaled by later
+    tiles' alpha = exp(m_old - m_new), differ from the exact exp(s_j - M) (up to a factor common to
+    the row, which the normalization cancels) by a relative eps_j, with
+        |eps_j| <= expm1(D_j + u (M - s_j + 2 D) + (T + 1) * EXP_ULP * 2u)
+    where D_j bounds the score error: u |s_j| for exact dots, else gamma_d * scale * sum|q||k|
+    (+ u |s_j|); the subtractions s_j - m and m_old - m_new round by u times their size, and those
+    sizes add up to M - s_j over the tiles. Then, exactly,
+        o' - o = sum_j w_j eps_j (v_j - o) / (1 + sum_j w_j eps_j)
+    and the float32 sums add gamma_(nnz + T) sum_j w_j |v_j| (P.V: nnz nonzero fma terms and T
+    rescales per column), gamma_(n + 2T) |o| (the row sum l over n visible keys) and u |o| (the
+    division). A 25 % margin covers the products of small terms."""
+    q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+    n_q, n_heads, d = q.shape
+    n_kv, group = k.shape[0], q.shape[1] // k.shape[1]
+    u = 2.0 ** -24
+    gamma = lambda n: n * u / (1 - n * u)
+    vis = np.ones((n_q, n_kv), bool)
+    if causal:
+        vis = np.arange(n_kv)[None, :] <= (n_past + np.arange(n_q))[:, None]
+    tiles = -(-n_kv // key_tile)
+    n_vis = vis.sum(1)  # [n_q]
+    out = np.zeros_like(q)
+    for h in range(n_heads):
+        qh, kh, vh = q[:, h], k[:, h // group], v[:, h // group]  # [n_q, d], [n_kv, d], [n_kv, d]
+        s = (qh @ kh.T) * scale  # [n_q, n_kv]: exact for dyadic inputs, else within 1e-16
+        absdot = np.abs(qh) @ np.abs(kh).T
+        exact = _dyadic(qh)[:, None] & _dyadic(kh)[None, :] & (absdot < _EXACT_ABSDOT)
+        dlt = np.where(exact, 0.0, gamma(d) * scale * absdot) + 1.01 * u * np.abs(s)
+        s = np.where(vis, s, -np.inf)
+        m = s.max(1, keepdims=True)
+        m = np.where(np.isfinite(m), m, 0.0)
+        p = np.where(vis, np.exp(s - m), 0.0)
+        den = p.sum(1, keepdims=True)
+        w = np.divide(p, den, out=np.zeros_like(p), where=den > 0)
+        o = w @ vh  # [n_q, d]
+        dmax = np.where(vis, dlt, 0.0).max(1, keepdims=True)
+        eps = np.expm1(dlt + u * (np.where(vis, m - s, 0.0) + 2 * dmax) + (tiles + 1) * EXP_ULP * 2 * u)
+        eps = np.where(vis, eps, 0.0)
+        emax = eps.max(1, keepdims=True)[:, :, None]
+        soft = np.einsum("ij,ijc->ic", w * eps, np.abs(vh[None, :, :] - o[:, None, :])) / (1 - emax[:, :, 0])
+        nnz = (vis.astype(np.float64) @ (vh != 0).astype(np.float64))  # [n_q, d]
+        sums = gamma(nnz + tiles) * (w @ np.abs(vh)) + (gamma(n_vis + 2 * tiles)[:, None] + u) * np.abs(o)
+        out[:, h] = 1.25 * (soft + sums * (1 + emax[:, :, 0]))
+    return out + 1e-30
