@@ -256,13 +256,13 @@ def _tensor_type(r: _Reader, name: str) -> GGMLQuantizationType:
 
 
 def _tensor_dims(r: _Reader, name: str) -> tuple[int, ...]:
-    """Reads n_dims and the dims; refuses 0 or > 4 dims, dims < 1, element counts >= 2^63."""
+    """Reads n_dims and the dims (uint64); refuses 0 or > 4 dims, a zero dim, element counts >= 2^63."""
     n_dims = r.scalar("<I", f"dimension count of tensor {name!r}")
     if not 1 <= n_dims <= MAX_DIMS:
         raise r.fail(f"tensor {name!r} has {n_dims} dimensions (forge accepts 1 to {MAX_DIMS})")
-    dims = tuple(r.scalar("<q", f"dimension {i} of tensor {name!r}") for i in range(n_dims))
+    dims = tuple(r.scalar("<Q", f"dimension {i} of tensor {name!r}") for i in range(n_dims))
     if any(d < 1 for d in dims):
-        raise r.fail(f"tensor {name!r} has a dimension below 1: {list(dims)}")
+        raise r.fail(f"tensor {name!r} has a dimension of 0: {list(dims)}")
     if int(np.prod(dims, dtype=object)) >= 1 << 63:
         raise r.fail(f"tensor {name!r} with shape {list(dims)} has an element count that "
                      "overflows int64")
@@ -318,10 +318,10 @@ def _header(r: _Reader) -> tuple[int, int, int]:
     if not MIN_VERSION <= version <= GGUF_VERSION:
         raise r.fail(f"GGUF version {version} is not supported "
                      f"(forge reads versions {MIN_VERSION} to {GGUF_VERSION})")
-    n_tensors = r.scalar("<q", "tensor count")
-    n_kv = r.scalar("<q", "metadata key count")
+    n_tensors = r.scalar("<Q", "tensor count")  # uint64 in GGUF (v2+), as are dims and lengths
+    n_kv = r.scalar("<Q", "metadata key count")
     for n, what, unit in ((n_tensors, "tensors", _MIN_TENSOR_INFO_BYTES), (n_kv, "metadata keys", _MIN_KV_BYTES)):
-        if n < 0 or n * unit > r.left():
+        if n * unit > r.left():
             raise r.fail(f"header claims {n} {what}, whose table cannot fit in the "
                          f"{r.left()} bytes left in the file")
     return version, n_tensors, n_kv

@@ -38,6 +38,11 @@ CASES = {
     "byte-swapped": (_header_only(version=3 << 24), "byte-swapped"),
     # 2. counts whose tables cannot fit
     "tensor count 2^64-1": (craft([ARCH], n_tensors=2**64 - 1), "tensors, whose table cannot fit"),
+    # counts are uint64: a flipped top byte is a huge count, said as such (never "-72057594037927664")
+    "tensor count, top byte flipped": (craft([ARCH], n_tensors=(0xFF << 56) | 1),
+                                       "header claims 18374686479671623681 tensors"),
+    "key count, top byte flipped": (craft([ARCH], n_kv=(0x80 << 56) | 1),
+                                    "header claims 9223372036854775809 metadata keys"),
     "tensor count 2^40": (craft([ARCH], n_tensors=2**40), "tensors, whose table cannot fit"),
     "kv count 2^63-1": (craft([ARCH], n_kv=2**63 - 1), "metadata keys, whose table cannot fit"),
     "kv count one too many": (craft([ARCH], n_kv=2, pad=False) + gstr("abc")[:-1],
@@ -73,8 +78,9 @@ CASES = {
     "five dims": (craft([ARCH], [_t(dims=(1, 1, 1, 1, 8))], DATA8), "5 dimensions"),
     "zero dims": (craft([ARCH], [_t(dims=())], DATA8), "0 dimensions"),
     "n_dims 2^32-1": (craft([ARCH], [gstr("t") + struct.pack("<I", 2**32 - 1)]), "dimensions"),
-    "negative dim": (craft([ARCH], [_t(dims=(8, -1))], DATA8), "dimension below 1"),
-    "zero dim": (craft([ARCH], [_t(dims=(8, 0))], DATA8), "dimension below 1"),
+    # dims are uint64: a -1 written signed reads as 2^64-1 (a huge shape, not a "negative dim")
+    "dim 2^64-1": (craft([ARCH], [_t(dims=(8, -1))], DATA8), r"\[8, 18446744073709551615\] has an element count"),
+    "zero dim": (craft([ARCH], [_t(dims=(8, 0))], DATA8), "dimension of 0"),
     "element count overflows int64": (craft([ARCH], [_t(dims=(2**32, 2**32))], DATA8),
                                       "overflows int64"),
     "absurd but representable dims": (craft([ARCH], [_t(dims=(2**20, 2**20, 2**20))], DATA8),
