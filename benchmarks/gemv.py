@@ -17,6 +17,10 @@ Elsewhere (the emulator): batches of launches + one synchronize on the host cloc
 = the weight matrix + x (f32) + y (f32): what a launch must move at least, so GB/s = bytes / time;
 % is of --roofline (3.12 TB/s: what one H100 kernel reads at best, issue 13).
 
+--int: for the types matmul_q8 covers, the integer path on the same matrix: quantize_q8 (x to
+8-bit blocks, once per token) then matmul_q8, timed as a pair per step (and matmul_q8 alone), with
+the same bytes per step, checked against W times the quantized x.
+
 --read-limit (CUDA): the single-kernel read limit at each case's exact byte count, measured in the
 same process the way ../shared/peer/read_limit.py does (a 16-byte-load xor-reduce kernel, grids of
 4, 8 and 16 blocks per SM, the best; 200 launches in a graph over buffers past the L2), so each row
@@ -232,14 +236,62 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, rows: int, cols: int, args, 
         launches = [BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bx, by, rows, cols),
                                 tuple(k.args)) for i in range(args.launches)]
         per_launch = time_launches(dev, launches, args.repeats, args.min_time)
+        extra = bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) if args.int_path else {}
     finally:
         for b in (*bws, bx, by):
             dev.free(b)
     nbytes = raw.nbytes + x.nbytes + rows * 4
     med, best = statistics.median(per_launch), min(per_launch)
-    return {"wtype": wtype, "rows": rows, "cols": cols, "bytes": nbytes, "copies": len(bws), "grid": g.grid[0],
-            "rpb": rpb or 0, "bpw": 8 * raw.nbytes / (rows * cols), "us": med * 1e6, "us_best": best * 1e6,
-            "gbs": nbytes / med / 1e9, "gbs_best": nbytes / best / 1e9, "check": checked}
+    out = {"wtype": wtype, "rows": rows, "cols": cols, "bytes": nbytes, "copies": len(bws), "grid": g.grid[0],
+           "rpb": rpb or 0, "bpw": 8 * raw.nbytes / (rows * cols), "us": med * 1e6, "us_best": best * 1e6,
+           "gbs": nbytes / med / 1e9, "gbs_best": nbytes / best / 1e9, "check": checked}
+    if extra:
+        out.update(extra, int_gbs=nbytes / (extra["int_us"] * 1e-6) / 1e9)
+    return out
+
+
+def quantize_x(x: np.ndarray) -> np.ndarray:
+    """x as quantize_q8 leaves it, dequantized (float64): per 32 values d = amax / 127 (f32),
+    q = round half away from zero of x / d (f32 division)."""
+    b = x.reshape(-1, 32)
+    d = (np.abs(b).max(axis=1) / np.float32(127)).astype(np.float32)
+    v = (b / np.where(d > 0, d, 1)[:, None]).astype(np.float32).astype(np.float64)
+    q = np.where(d[:, None] > 0, np.sign(v) * np.floor(np.abs(v) + 0.5), 0)
+    return (q * d[:, None].astype(np.float64)).reshape(-1)
+
+
+def bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) -> dict:
+    """The integer path for the same matrix: quantize_q8 (x -> 8-bit blocks, once per token) then
+    matmul_q8; the pair per step, and matmul_q8 alone. {} for a type without one."""
+    from forge.codegen.specs.matmul_q8 import INT_WTYPES
+    if wtype not in INT_WTYPES:
+        return {}
+    kq, km = kernels.get("quantize_q8"), kernels.get("matmul_q8", wtype=wtype)
+    bq, bd = dev.alloc(cols), dev.alloc(cols // 32 * 8)
+    try:
+        gq = kq.variant.launch(kq.arch, rows=1, n_cols=cols)
+        gm = km.variant.launch(km.arch, n_rows=rows, n_cols=cols, n_tokens=1, rows_per_block=rpb)
+        quant = BoundLaunch(kq.fn, gq.grid, gq.block, gq.shared_bytes, (bx, bq, bd, cols), tuple(kq.args))
+        mm = [BoundLaunch(km.fn, gm.grid, gm.block, gm.shared_bytes, (bws[i % len(bws)], bq, bd, by, rows, cols, 1),
+                          tuple(km.args)) for i in range(args.launches)]
+        dev.memset(by, 0xFF)
+        dev.record([quant, mm[0]]).run()
+        dev.synchronize()
+        checked = "-"
+        if args.check:
+            n = min(rows, 64)
+            y = np.frombuffer(dev.download(by, rows * 4), np.float32).astype(np.float64)
+            w, xh = decode(wtype, raw[:n], cols).astype(np.float64), quantize_x(x)
+            ref, mag = w @ xh, np.abs(w) @ np.abs(xh)
+            m = cols // 4 + cols // 32 + 4  # terms of the integer path's float sum (tests/oracles/matmul_q8.py)
+            ok = np.all(np.abs(y[:n] - ref) <= m * U / (1 - m * U) * 2 * mag + m * 2.0 ** -126)
+            checked = "ok" if ok and not np.isnan(y).any() else "WRONG"
+        pair = [b for i in range(args.launches) for b in (quant, mm[i])]
+        t_pair = statistics.median(time_launches(dev, pair, args.repeats, args.min_time)) * 2
+        t_mm = statistics.median(time_launches(dev, mm, args.repeats, args.min_time))
+    finally:
+        dev.free(bq), dev.free(bd)
+    return {"int_us": t_pair * 1e6, "int_mm_us": t_mm * 1e6, "int_check": checked}
 
 
 def main(argv=None) -> int:
@@ -261,6 +313,8 @@ def main(argv=None) -> int:
     ap.add_argument("--read-limit", action="store_true", help="measure the single-kernel read limit per case (CUDA)")
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the correctness check")
     ap.add_argument("--overhead", action="store_true", help="also measure the per-launch host and replay cost")
+    ap.add_argument("--int", dest="int_path", action="store_true",
+                    help="also time the integer path (quantize_q8 + matmul_q8) of the types that have one")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -305,16 +359,20 @@ def main(argv=None) -> int:
                     shape = f"{r}x{c}"
                     lim_roof = f"{100 * lim / args.roofline:5.1f}%" if lim else "-"
                     of_lim = f"{100 * row['gbs'] / lim:5.1f}%" if lim else "-"
+                    ints = ""
+                    if "int_us" in row:
+                        ints = (f"  | int: {row['int_us']:7.2f} us (matmul {row['int_mm_us']:6.2f}) {row['int_gbs']:5.0f} GB/s "
+                                f"{100 * row['int_gbs'] / args.roofline:5.1f}% {row['int_check']}")
                     print(f"{t:<11} {shape:>11} {row['rpb'] or '-':>3} {row['grid']:>6} {row['bytes'] / 1e6:>7.2f} "
                           f"{row['us']:>8.2f} {row['gbs']:>7.0f} {row['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6}  "
-                          f"{row['check']}", flush=True)
+                          f"{row['check']}{ints}", flush=True)
     except ForgeError as e:
         print(f"gemv bench: error: {e}", file=sys.stderr)
         return 1
     finally:
         if args.json:
             Path(args.json).write_text(json.dumps({"device": repr(locals().get("dev")), "rows": rows_out}, indent=1))
-    return 0 if all(r["check"] != "WRONG" for r in rows_out) else 2
+    return 0 if all(r["check"] != "WRONG" and r.get("int_check") != "WRONG" for r in rows_out) else 2
 
 
 if __name__ == "__main__":

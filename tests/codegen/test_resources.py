@@ -16,12 +16,14 @@ from forge.codegen.spec import get_spec
 from forge.codegen.store import Store
 from forge.errors import ToolchainError
 
-# The kernels of a decode step that stream weights or the KV cache: every GEMV weight type, decode
-# attention at the head sizes of the llama family (64: SmolLM2, 128: Llama 3 1B/8B) for every KV
-# dtype, and the split merge.
+# The kernels of a decode step that stream weights or the KV cache: every GEMV weight type (the
+# float-x gemv and the integer matmul_q8, with quantize_q8 before it), decode attention at the head
+# sizes of the llama family (64: SmolLM2, 128: Llama 3 1B/8B) for every KV dtype, and the split merge.
 HOT = ([("gemv", {"wtype": v.params["wtype"]}) for v in get_spec("gemv").variants(get_arch("sm_90"))]
        + [("attn_decode", {"head_dim": d, "kv": kv}) for d in (64, 128) for kv in ("f32", "f16", "fp8", "q8_0")]
-       + [("attn_combine", {"block": 128})])
+       + [("attn_combine", {"block": 128})]
+       + [("matmul_q8", {"wtype": v.params["wtype"]}) for v in get_spec("matmul_q8").variants(get_arch("sm_90"))]
+       + [("quantize_q8", {})])
 
 
 @pytest.fixture(scope="module")
@@ -42,3 +44,22 @@ def test_hot_kernel_uses_no_local_memory(store, arch_name, family, params):
         f"{entry.meta['symbol']} on {arch_name} ({entry.meta['toolchain']}): {res}"
     if arch.vendor == "nvidia":
         assert res["vgpr"], "no ptxas report in the compile log: the check above would prove nothing"
+
+
+@pytest.mark.parametrize("arch_name, instruction", [("sm_90", "dp4a"), ("gfx1100", "v_dot4_i32_iu8"),
+                                                    ("gfx950", "v_dot4")])
+def test_integer_gemv_uses_the_dot4_instruction(store, arch_name, instruction):
+    """matmul_q8 multiplies with the arch's 4-way int8 dot product (dp4a in the PTX; v_dot4 on AMD),
+    not a byte-by-byte fallback."""
+    import re
+    arch = get_arch(arch_name)
+    v = get_spec("matmul_q8").variant(arch, wtype="q4_0")
+    try:
+        entry, _ = compile_variant(v, arch, store, keep_asm=True)
+    except ToolchainError as e:
+        pytest.skip(f"no toolchain for {arch_name}: {e}")
+    text = entry.file("kernel.asm").read_text()
+    if arch.vendor == "nvidia":  # the listing is PTX
+        assert re.search(r"\bdp4a\.s32\.s32\b", text), "no dp4a in the PTX"
+    else:
+        assert instruction in text, f"no {instruction} in the {arch_name} assembly"

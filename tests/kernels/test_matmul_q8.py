@@ -24,7 +24,7 @@ from tests.oracles.quantize_q8 import quantize_q8
 @pytest.fixture
 def host_kctx(kctx):
     if kctx.arch.vendor != "host":
-        pytest.skip(f"matmul_q8 has no kernel for {kctx.arch.name} yet")
+        pytest.skip(f"host-template mutants; {kctx.arch.name} runs the GPU template")
     return kctx
 
 
@@ -48,8 +48,8 @@ def check_matmul(kctx, wtype, data):
 
 @pytest.mark.parametrize("wtype", INT_WTYPES)
 @given(data=st.data())
-def test_matmul_q8(host_kctx, wtype, data):
-    check_matmul(host_kctx, wtype, data)
+def test_matmul_q8(kctx, wtype, data):
+    check_matmul(kctx, wtype, data)
 
 
 MUTANTS = {
@@ -68,4 +68,29 @@ MUTANTS = {
 @pytest.mark.parametrize("wtype,mutant", sorted(MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(MUTANTS)])
 def test_property_test_catches_mutant(host_kctx, wtype, mutant, tmp_path, monkeypatch):
     assert_property_catches(host_kctx, "matmul_q8", {"wtype": wtype}, MUTANTS[(wtype, mutant)],
+                            lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
+
+
+GPU_MUTANTS = {
+    # q4_0's offset of 8 is subtracted as 7
+    ("q4_0", "offset_7"): ("s -= 8 * x->sum[0];", "s -= 7 * x->sum[0];"),
+    # q8_0 blocks at unaligned addresses are not shifted into place
+    ("q8_0", "unaligned_unshifted"): ("w[i] = (u32)((((u64)nxt << 32) | cur) >> s);", "w[i] = cur;"),
+    # a block with RMAX live rows leaves its last row at 0
+    ("q8_0", "full_block_last_row"): ("(live == 4u) mq_rows<4>", "(live == 4u) mq_rows<3>"),
+    # q5_0: the high halves take their fifth bit from the low half's bits
+    ("q5_0", "high_bit_from_low_half"): ("(((qh >> (16u + 4u * i))", "(((qh >> (4u * i))"),
+    # q4_k: the second sub-block's min term is dropped
+    ("q4_k", "min_dropped"): ("return f_fma(-(dmin * (float)mn[1]), x->s[1], acc);", "return acc;"),
+    # q6_k: the second 16 columns use the first half's scale
+    ("q6_k", "one_scale_per_32"): ("scb = (i32)(i8)blk[193u", "scb = (i32)(i8)blk[192u"),
+    # mxfp4: negative codes lose their sign
+    ("mxfp4", "sign_lost"): ("(c & 8u ? 0u - mag : mag)", "mag"),
+}
+
+
+@pytest.mark.parametrize("wtype,mutant", sorted(GPU_MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(GPU_MUTANTS)])
+def test_property_test_catches_gpu_mutant(emu_kctx, wtype, mutant, tmp_path, monkeypatch):
+    """The GPU kernel's plausible mistakes, run on the emulator, fail the same property."""
+    assert_property_catches(emu_kctx, "matmul_q8", {"wtype": wtype}, GPU_MUTANTS[(wtype, mutant)],
                             lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)

@@ -18,7 +18,7 @@ from tests.oracles.quantize_q8 import quantize_q8
 @pytest.fixture
 def host_kctx(kctx):
     if kctx.arch.vendor != "host":
-        pytest.skip(f"quantize_q8 has no kernel for {kctx.arch.name} yet")
+        pytest.skip(f"host-template mutants; {kctx.arch.name} runs the GPU template")
     return kctx
 
 
@@ -63,17 +63,17 @@ def check_quantize(kctx, data):
 
 
 @given(data=st.data())
-def test_quantize_q8(host_kctx, data):
-    check_quantize(host_kctx, data)
+def test_quantize_q8(kctx, data):
+    check_quantize(kctx, data)
 
 
-def test_ties_round_away_from_zero(host_kctx):
+def test_ties_round_away_from_zero(kctx):
     """x / d = k + 1/2 exactly: q = k + 1 for positive x, -(k + 1) for negative."""
     d = np.float32(0.25)
     k = np.arange(32, dtype=np.float64) * 4 % 127
     x = np.stack([(k + 0.5) * 0.25, -(k + 0.5) * 0.25]).astype(np.float32)
     x[:, 7] = np.float32(127 * 0.25) * np.array([1, -1], np.float32)  # amax = 127 d
-    q, xd = run(host_kctx, x)
+    q, xd = run(kctx, x)
     want = np.where(np.arange(32) == 7, 127, k + 1)
     assert np.array_equal(q[0], want) and np.array_equal(q[1], -want)
     assert np.all(xd[:, 0, 0] == d) and np.array_equal(xd[:, 0, 1], d * np.float32(want.sum()) * np.array([1, -1]))
@@ -92,4 +92,21 @@ MUTANTS = {
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_property_test_catches_mutant(host_kctx, mutant, tmp_path, monkeypatch):
     assert_property_catches(host_kctx, "quantize_q8", {}, MUTANTS[mutant], check_quantize, tmp_path, monkeypatch,
+                            max_examples=30)
+
+
+GPU_MUTANTS = {
+    # an exact half rounds toward zero
+    "ties_toward_zero": ("(f >= 0.5f ? 1 : 0)", "(f > 0.5f ? 1 : 0)"),
+    # the sum of q misses the block's second half (xd[1] wrong; one assertion site fails)
+    "half_sum": ("        sum += q;", "        sum += i < 4 ? q : 0;"),
+    # the second 16-byte store of a block's xq is lost
+    "half_stored": ("for (u32 i = 0; i < 2; ++i) {\n      u32x4 s;", "for (u32 i = 0; i < 1; ++i) {\n      u32x4 s;"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(GPU_MUTANTS))
+def test_property_test_catches_gpu_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
+    """The GPU kernel's plausible mistakes, run on the emulator, fail the same property."""
+    assert_property_catches(emu_kctx, "quantize_q8", {}, GPU_MUTANTS[mutant], check_quantize, tmp_path, monkeypatch,
                             max_examples=30)

@@ -28,20 +28,28 @@ Host launch: grid (row chunks, token chunks). The kernel derives its share from 
 per block keeps a 576-row matrix at 36 blocks for two to a few dozen threads, 64 for large
 matrices (the 49152-row output head: 768 blocks) so block hand-off stays under 1 % of the time;
 tokens in chunks of TOKENS so a prefill's weights are decoded once per 32 tokens, and inside a
-block in tiles of TB tokens x 2 rows. GPU kernels come later (gpu = False).
+block in tiles of TB tokens x 2 rows.
+
+GPU (matmul_q8.hip.j2, the decode GEMV's integer path): the gemv kernel's shape — blocks of
+gemv.THREADS threads over the columns of up to gemv.RMAX rows, rows per block from the arch's size
+(gemv.default_rows_per_block), grid y = the token — with weights decoded to 8-bit integers and
+multiplied by xq with 4-way integer dot products (dp4a / v_dot4). Its reductions use waves and
+shared memory, so the family is not barrier_free (that flag only concerns the emulator).
 """
 
 from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import get_wtype
+from . import gemv
 
 INT_WTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "mxfp4")
 TOKENS = 32  # tokens per block
 TB = 4  # tokens per register tile
 
 
-def rows_per_block(n_rows: int) -> int:
+def host_rows_per_block(n_rows: int) -> int:
+    """Host target: weight rows per block (the kernel derives its share from the grid size)."""
     return 16 if n_rows <= 8192 else 64
 
 
@@ -49,8 +57,8 @@ class MatmulQ8(KernelSpec):
     family = "matmul_q8"
     space = {"wtype": INT_WTYPES}
     host = True
-    gpu = False
-    barrier_free = True
+    gpu = True
+    barrier_free = False  # the GPU kernels reduce through waves and shared memory
     doc = "y[t] = W (xq[t] * d_x[t]); integer dot products per 32 columns, one float scale per block"
 
     def args(self, p):
@@ -58,14 +66,31 @@ class MatmulQ8(KernelSpec):
                 Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"),
                 Arg.scalar("n_tokens", "i32")]
 
-    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int) -> Launch:
+    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int,
+               rows_per_block: int | None = None) -> Launch:
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows, n_tokens=n_tokens)
         if arch.is_gpu_semantics:
-            raise SpecError(f"matmul_q8: no GPU kernel yet ({arch.name})")
-        return Launch((ceil_div(n_rows, rows_per_block(n_rows)), ceil_div(n_tokens, TOKENS), 1), (1, 1, 1))
+            return self.gpu_launch(n_rows, n_tokens, arch, rows_per_block)
+        rpb = rows_per_block or host_rows_per_block(n_rows)
+        return Launch((ceil_div(n_rows, rpb), ceil_div(n_tokens, TOKENS), 1), (1, 1, 1))
 
     def context(self, p, arch):
+        if arch.is_gpu_semantics:
+            # Two units in flight per row, except q8_0, whose 34-byte units already hold 9 loads per row
+            # (and for which ptxas spills at unroll 2).
+            return {"wt": get_wtype(p["wtype"]), "rmax": gemv.RMAX, "threads": gemv.THREADS,
+                    "unroll": 1 if p["wtype"] == "q8_0" else 2}
         return {"wt": get_wtype(p["wtype"]), "tb": TB}
+
+    # --- GPU kernels (matmul_q8.hip.j2) ----------------------------------------------------------
+    def valid(self, p, arch):
+        return not arch.is_gpu_semantics or (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
+
+    def gpu_launch(self, n_rows: int, n_tokens: int, arch: Arch, rows_per_block: int | None) -> Launch:
+        """Grid (row blocks, tokens): `rows_per_block` rows per block (default: as gemv); any value is
+        correct, the kernel derives its rows from the grid."""
+        rpb = rows_per_block or gemv.default_rows_per_block(arch, n_rows)
+        return Launch((ceil_div(n_rows, rpb), n_tokens, 1), (gemv.THREADS, 1, 1))
 
 
 register(MatmulQ8())

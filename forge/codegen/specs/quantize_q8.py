@@ -16,20 +16,24 @@ block is NaN.
 
 Arguments: x f32 [T][n_cols], xq i8 [T][n_cols], xd f32 [T][n_cols / 32][2]; n_cols a positive
 multiple of 32 (the kernel writes floor(n_cols / 32) blocks). Launch shape rows = T (one block
-per token row on the host), and optionally n_cols, which the launch then checks. GPU kernels come
-later (gpu = False).
+per token row on the host), and optionally n_cols, which the launch then checks.
+
+GPU (quantize_q8.hip.j2): one block of GPU_THREADS threads per token row, each thread a whole
+32-column block at a time (16-byte loads and stores, no barrier or wave operation).
 """
 
 from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, register
 
+GPU_THREADS = 128  # GPU kernel: threads per block (one token row per block)
+
 
 class QuantizeQ8(KernelSpec):
     family = "quantize_q8"
     space: dict = {}
     host = True
-    gpu = False
+    gpu = True
     barrier_free = True
     doc = "xq = roundf(x / d), d = amax / 127 per 32 columns; xd = (d, d * sum(xq))"
 
@@ -43,8 +47,15 @@ class QuantizeQ8(KernelSpec):
             raise SpecError(f"quantize_q8: rows={rows} must be at least 1 and n_cols={n_cols} a positive "
                             "multiple of 32")
         if arch.is_gpu_semantics:
-            raise SpecError(f"quantize_q8: no GPU kernel yet ({arch.name})")
+            return Launch((rows, 1, 1), (GPU_THREADS, 1, 1))
         return Launch((rows, 1, 1), (1, 1, 1))
+
+    # --- GPU kernels (quantize_q8.hip.j2) ------------------------------------------------------
+    def valid(self, p, arch):
+        return not arch.is_gpu_semantics or GPU_THREADS <= arch.max_threads
+
+    def context(self, p, arch):
+        return {"threads": GPU_THREADS} if arch.is_gpu_semantics else {}
 
 
 register(QuantizeQ8())
