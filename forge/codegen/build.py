@@ -6,9 +6,10 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import tempfile
+import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -37,17 +38,35 @@ def key_inputs(variant: Variant, arch: Arch, tc: Toolchain, source: str, overrid
     )
 
 
-def _workdir(store: Store, symbol: str) -> Path:
-    base = store.root / "work"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{symbol}-", dir=base))
-
-
-def _compile(variant, arch, tc, source, store, keep_asm) -> BuildOutput:
-    """Compile in a scratch dir; on failure the dir stays so the error's source path is readable."""
-    work = _workdir(store, variant.symbol)
-    res = timed_compile(tc, source, arch, variant.symbol, work, keep_asm)
+def _compile_in(store: Store, variant: Variant, cancel: threading.Event | None, run: Callable):
+    """run(workdir) in a fresh scratch dir under the store's work/. The dir is removed afterwards,
+    except after a compile error: the error names the source in it, so it stays for the reader
+    (`forge cache repair` removes it later). A compile that failed because the build was cancelled
+    (Ctrl-C kills the compilers too) diagnoses nothing, and its dir goes."""
+    work = store.workdir(variant.symbol)
+    try:
+        out = run(work)
+    except ForgeError as e:
+        if _interrupted(e, cancel):
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def _interrupted(e: ForgeError, cancel: threading.Event | None) -> bool:
+    """Whether a failure is the build being stopped rather than a diagnosis: the build was cancelled,
+    or the compiler died of SIGINT (a terminal's Ctrl-C reaches the compilers before Python's
+    handler runs; toolchain._run reports a signal as a negative exit)."""
+    return (cancel is not None and cancel.is_set()) or f"(exit -{signal.SIGINT.value})" in str(e)
+
+
+def _compile(variant, arch, tc, source, store, keep_asm, cancel=None) -> BuildOutput:
+    res = _compile_in(store, variant, cancel, lambda work: timed_compile(tc, source, arch, variant.symbol, work,
+                                                                           keep_asm))
     files = {"source" + (".cu" if tc.vendor == "nvidia" else ".hip"): source}
     if res.asm is not None:
         files[ASM_FILE] = res.asm
@@ -59,27 +78,35 @@ def _compile(variant, arch, tc, source, store, keep_asm) -> BuildOutput:
     return BuildOutput(object_bytes=res.object_bytes, files=files, meta=meta)
 
 
-def _add_asm(entry: Entry, variant, arch, tc, source, store) -> None:
-    """Give a cached entry its assembly listing (kept beside the object; not part of its hash)."""
-    if entry.file(ASM_FILE) is not None:
-        return
-    out = _compile(variant, arch, tc, source, store, keep_asm=True)
-    tmp = entry.path / f".{ASM_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(out.files[ASM_FILE])
-    os.replace(tmp, entry.path / ASM_FILE)
+def _add_asm(entry: Entry, variant, arch, tc, source, store, cancel=None) -> Entry:
+    """A cached entry with its assembly listing added (recorded in its meta.json). The toolchains
+    produce a listing only beside an object, so this compiles the kernel again and keeps only the
+    listing: as slow as a build."""
+    res = _compile_in(store, variant, cancel, lambda work: tc.compile(source, arch, variant.symbol, work, True))
+    return store.add_file(entry, ASM_FILE, res.asm)
 
 
-def compile_variant(variant: Variant, arch: Arch, store: Store, keep_asm: bool = False,
-                    tc: Toolchain | None = None) -> tuple[Entry, bool]:
-    """The store entry of `variant` for `arch`, compiling on a miss. Returns (entry, was_hit).
-    Raises RenderError, ToolchainError or CompileError; nothing is stored on failure."""
+def _compile_variant(variant, arch, store, keep_asm, tc, force, cancel) -> tuple[Entry, str, bool]:
+    """(entry, status, asm_added): status is "built", "rebuilt" (it replaced a corrupt entry, or a
+    valid one with `force`) or "cached"."""
     tc = tc or toolchain_for(arch)
     source, overridden = source_for(variant, arch)
     inputs = key_inputs(variant, arch, tc, source, overridden)
-    entry, hit = store.get_or_build(inputs, lambda: _compile(variant, arch, tc, source, store, keep_asm))
-    if keep_asm and hit:
-        _add_asm(entry, variant, arch, tc, source, store)
-    return entry, hit
+    entry, hit = store.get_or_build(inputs, lambda: _compile(variant, arch, tc, source, store, keep_asm, cancel),
+                                    force=force)
+    status = "cached" if hit else "rebuilt" if entry.replaced else "built"
+    if keep_asm and entry.file(ASM_FILE) is None:
+        return _add_asm(entry, variant, arch, tc, source, store, cancel), status, True
+    return entry, status, False
+
+
+def compile_variant(variant: Variant, arch: Arch, store: Store, keep_asm: bool = False,
+                    tc: Toolchain | None = None, force: bool = False) -> tuple[Entry, bool]:
+    """The store entry of `variant` for `arch`, compiling on a miss (always, with `force`).
+    Returns (entry, was_hit). Raises RenderError, ToolchainError, CompileError or StoreError;
+    nothing is stored on failure."""
+    entry, status, _ = _compile_variant(variant, arch, store, keep_asm, tc, force, None)
+    return entry, status == "cached"
 
 
 @dataclass
@@ -87,36 +114,81 @@ class BuildRecord:
     """One row of `forge build`'s table."""
 
     variant: Variant
-    status: str  # "built" | "cached" | "failed"
+    status: str  # "built" | "rebuilt" | "cached" | "failed" | "interrupted"
     seconds: float = 0.0
     resources: dict = field(default_factory=dict)
     error: str = ""
     entry: Entry | None = None
+    asm_added: bool = False  # a cached entry got its assembly listing (a compile)
+    replaced: str = ""  # for "rebuilt": what was wrong with the entry it replaced ("forced" with force)
 
 
-def build_one(variant: Variant, arch: Arch, store: Store, keep_asm: bool, tc: Toolchain) -> BuildRecord:
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C during build_all: queued compiles were cancelled and the ones in flight finished.
+    `records` holds one record per variant, "interrupted" for those never built."""
+
+    def __init__(self, records: list[BuildRecord]):
+        super().__init__("build interrupted")
+        self.records = records
+
+
+def build_one(variant: Variant, arch: Arch, store: Store, keep_asm: bool, tc: Toolchain, force: bool = False,
+              cancel: threading.Event | None = None) -> BuildRecord:
+    if cancel is not None and cancel.is_set():
+        return BuildRecord(variant, "interrupted")
     t0 = time.perf_counter()
     try:
-        entry, hit = compile_variant(variant, arch, store, keep_asm, tc)
+        entry, status, asm = _compile_variant(variant, arch, store, keep_asm, tc, force, cancel)
     except ForgeError as e:
-        return BuildRecord(variant, "failed", time.perf_counter() - t0, error=str(e))
-    return BuildRecord(variant, "cached" if hit else "built", time.perf_counter() - t0,
-                       entry.meta.get("resources") or {}, entry=entry)
+        status = "interrupted" if _interrupted(e, cancel) else "failed"
+        return BuildRecord(variant, status, time.perf_counter() - t0, error=str(e))
+    return BuildRecord(variant, status, time.perf_counter() - t0, entry.meta.get("resources") or {},
+                       entry=entry, asm_added=asm, replaced=entry.replaced or "")
+
+
+def _wait_in_flight(futures) -> None:
+    """Wait for the compiles already running. Further Ctrl-Cs are ignored meanwhile: leaving with
+    compiler threads still running (NVRTC runs inside this process) is what crashes at exit."""
+    running = [f for f in futures if not f.cancelled()]  # wait() never counts a cancelled future as done
+    while True:
+        try:
+            wait(running)
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def build_all(arch: Arch, store: Store, patterns: Iterable[str] | None = None, jobs: int | None = None,
-              keep_asm: bool = False, progress: Callable[[BuildRecord], None] | None = None) -> list[BuildRecord]:
+              keep_asm: bool = False, progress: Callable[[BuildRecord], None] | None = None,
+              force: bool = False) -> list[BuildRecord]:
     """Build every registered variant of `arch` matching `patterns`, `jobs` at a time (default: all
-    cores). Returns one record per variant in registry order; failures are records, not raises
-    (except a missing toolchain, which fails the whole build at once)."""
+    cores; ValueError below 1). Returns one record per variant in registry order; failures are
+    records, not raises (except a missing toolchain, which fails the whole build at once). On
+    Ctrl-C, queued variants are cancelled, running compiles finish (a terminal's Ctrl-C stops the
+    compiler processes too) and BuildInterrupted carries the records."""
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     tc = toolchain_for(arch)
     variants = select_variants(arch, patterns)
-    jobs = max(1, jobs or os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(build_one, v, arch, store, keep_asm, tc): i for i, v in enumerate(variants)}
-        records: list = [None] * len(variants)
+    cancel = threading.Event()
+    records: list = [None] * len(variants)
+    pool = ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 1)
+    futures: dict = {}
+    try:
+        for i, v in enumerate(variants):
+            futures[pool.submit(build_one, v, arch, store, keep_asm, tc, force, cancel)] = i
         for f in as_completed(futures):
             records[futures[f]] = rec = f.result()
             if progress:
                 progress(rec)
+    except KeyboardInterrupt:
+        cancel.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        _wait_in_flight(futures)
+        for f, i in futures.items():
+            if not f.cancelled() and f.exception() is None:
+                records[i] = f.result()
+        raise BuildInterrupted([r or BuildRecord(v, "interrupted") for r, v in zip(records, variants)]) from None
+    finally:
+        pool.shutdown(wait=True)
     return records

@@ -270,16 +270,35 @@ class HostCxx(Toolchain):
         return CompileResult(out.read_bytes(), asm, "", {})
 
 
+def _host_cxx(path: str) -> HostCxx | None:
+    """HostCxx for the compiler at `path`, named by the first line of its --version; None when it
+    cannot be run."""
+    try:
+        first = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return HostCxx(path, first[0].strip() if first else "unknown")
+
+
 @functools.lru_cache(maxsize=1)
 def host_toolchain() -> HostCxx | None:
-    for cxx in [os.environ.get("CXX"), "g++", "c++", "clang++"]:
-        path = cxx and shutil.which(cxx)
-        if path:
-            try:
-                first = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.splitlines()
-            except OSError:
-                continue
-            return HostCxx(path, first[0].strip() if first else "unknown")
+    """The host C++ compiler: $CXX when set, else the first of g++, c++, clang++ that runs; None
+    when there is none. A CXX that names no runnable compiler is a ToolchainError, never a silent
+    fallback to another compiler (whose objects the user did not ask for)."""
+    cxx = os.environ.get("CXX")
+    if cxx:
+        path = shutil.which(cxx)
+        tc = _host_cxx(path) if path else None
+        if tc is None:
+            raise ToolchainError(f"CXX={cxx} is not a C++ compiler that can be run"
+                                 f"{'' if path else ' (not found, or not executable)'}: "
+                                 f"set CXX to a compiler executable, or unset it to use g++")
+        return tc
+    for name in ("g++", "c++", "clang++"):
+        path = shutil.which(name)
+        tc = _host_cxx(path) if path else None
+        if tc is not None:
+            return tc
     return None
 
 

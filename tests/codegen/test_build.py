@@ -56,3 +56,57 @@ def test_override_dir_replaces_source_and_changes_key(store, tmp_path, monkeypat
     monkeypatch.setenv("FORGE_OVERRIDE_DIR", str(tmp_path))
     over, hit = compile_variant(v, arch, store)
     assert not hit and over.key != plain.key and over.meta["key_inputs"]["override"] is True
+
+
+# ------------------------------------------------------------------------------ interruption
+def _fake_toolchain(exit_code: int):
+    from forge.codegen.toolchain import Toolchain
+    from forge.errors import CompileError
+
+    class Fake(Toolchain):
+        name, vendor = "fake", "amd"
+
+        def compile(self, source, arch, symbol, workdir, keep_asm):
+            (workdir / f"{symbol}.hip").write_text(source)
+            raise CompileError(f"clang for {arch.name} failed (exit {exit_code}); source: {workdir / symbol}.hip")
+    return Fake("1")
+
+
+@pytest.mark.parametrize("exit_code,status,kept", [(1, "failed", 1), (-2, "interrupted", 0)])
+def test_a_compile_killed_by_ctrl_c_is_no_diagnosis_and_leaves_no_scratch(tmp_path, exit_code, status, kept):
+    """A failed compile keeps its scratch dir (its error names the source there); one whose compiler
+    died of SIGINT (a terminal's Ctrl-C reaches the compilers too) is an interruption: dir removed."""
+    from forge.codegen.build import build_one
+    store, arch = Store(tmp_path / "s"), get_arch("gfx1100")
+    rec = build_one(get_spec("swiglu").variant(arch, dtype="f32", block=256), arch, store, False,
+                    _fake_toolchain(exit_code))
+    assert rec.status == status and len(list((store.root / "work").iterdir())) == kept
+
+
+def test_interrupted_build_all_cancels_the_queue_and_reports_what_was_built(tmp_path):
+    from forge.codegen.build import BuildInterrupted
+    store, arch = Store(tmp_path / "s"), get_arch("gfx1100")
+
+    def ctrl_c(record):
+        raise KeyboardInterrupt  # what the main thread sees on Ctrl-C
+
+    with pytest.raises(BuildInterrupted) as e:
+        build_all(arch, store, ["swiglu*", "rmsnorm*", "softmax*"], jobs=1, progress=ctrl_c)
+    statuses = [r.status for r in e.value.records]
+    assert len(statuses) == len(select_variants(arch, ["swiglu*", "rmsnorm*", "softmax*"])) > 3
+    assert 1 <= statuses.count("built") <= 2 and statuses.count("interrupted") == len(statuses) - statuses.count("built")
+    assert len(list(store.entries())) == statuses.count("built")
+    assert not any((store.root / "work").iterdir())
+
+
+def test_jobs_below_one_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="at least 1"):
+        build_all(get_arch("gfx1100"), Store(tmp_path / "s"), ["swiglu*"], jobs=0)
+
+
+def test_force_rebuilds_a_stored_variant(store):
+    arch = get_arch("gfx1100")
+    v = get_spec("swiglu").variant(arch, dtype="f16", block=256)
+    first, _ = compile_variant(v, arch, store)
+    again, hit = compile_variant(v, arch, store, force=True)
+    assert not hit and again.key == first.key and again.replaced == "forced"

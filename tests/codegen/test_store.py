@@ -201,10 +201,116 @@ def test_get_or_build_replaces_a_corrupt_entry_without_a_separate_lookup(store):
     assert not hit and rebuilt.read_object() == b"fresh bytes"
 
 
-def test_stray_directory_is_reported(store):
+def test_stray_directory_and_files_are_reported_and_repaired_alone(store):
+    good, _ = store.get_or_build(inputs(), output)
     (store.root / "objects" / "zz" / "not-a-key").mkdir(parents=True)
-    assert store.verify() == [("not-a-key", "not a store entry (directory name is not a key in its shard)")]
+    (store.root / "objects" / "zz" / "notakey").write_text("junk")
+    (store.root / "objects" / "stray.txt").write_text("junk")
+    (good.path / "notes.txt").write_text("mine")  # an unlisted file inside a valid entry
+    assert store.verify() == [(good.key, "notes.txt is not recorded in meta.json"),
+                              ("not-a-key", "not a store entry (directory name is not a key in its shard)"),
+                              ("objects/stray.txt", "stray: not a store entry"),
+                              ("objects/zz/notakey", "stray: not a store entry")]
+    assert store.lookup(good.key).valid  # loading needs only the object: the entry is still served
+    removed = store.repair()
+    assert sorted(removed) == sorted([str(good.path.relative_to(store.root)), "objects/zz/not-a-key",
+                                      "objects/stray.txt", "objects/zz/notakey"])
+    assert store.verify() == [] and store.lookup(good.key) is None
+
+
+def test_repair_keeps_valid_entries_and_fresh_leftovers(store, monkeypatch):
+    a, _ = store.get_or_build(inputs("a"), output)
+    b, _ = store.get_or_build(inputs("b"), output)
+    _truncate(b)
+    work = store.workdir("k_f32")
+    (work / "k_f32.hip").write_text("a failed compile's source")
+    old_lock = store.locks / f"{a.key}.lock"  # the one-lock-per-key layout of store format 1
+    old_lock.write_text("")
+    assert sorted(store.repair()) == sorted([str(b.path.relative_to(store.root)), f"locks/{a.key}.lock"])
+    assert store.lookup(a.key).valid and work.exists()  # a fresh work dir may be a build in progress
+    monkeypatch.setattr(store_mod, "STALE_S", -1.0)
+    assert store.repair() == [str(work.relative_to(store.root))]
+    assert store.lookup(a.key).valid and store.verify() == []
+
+
+def test_clear_removes_leftovers_too(store):
+    store.get_or_build(inputs(), output)
+    store.workdir("k_f32")
+    (store.tmp / "new-leftover").mkdir()
+    (store.objects / "zz").mkdir()
+    (store.objects / "zz" / "junk").write_text("x")
     assert store.clear() == 1
+    assert not any((store.root / "work").iterdir()) and not any(store.tmp.iterdir())
+    assert not any(p.is_file() for p in store.objects.rglob("*"))
+
+
+def test_locks_are_shared_by_key_prefix(store):
+    for i in range(300):
+        store.get_or_build(inputs(f"kernel {i}"), output)
+    names = [p.name for p in store.locks.iterdir()]
+    assert len(names) <= 256 and all(len(n) == len("ab.lock") for n in names)
+
+
+# ------------------------------------------------------------------------- extra files recorded
+def test_extra_files_are_recorded_and_verified(store):
+    entry, _ = store.get_or_build(inputs(), output)
+    assert set(entry.meta["files"]) == {"source.hip", "kernel.s"}
+    with open(entry.path / "source.hip", "a") as f:
+        f.write("// edited\n")
+    assert store.verify() == [(entry.key, "source.hip sha256 does not match meta.json (edited or damaged)")]
+    (entry.path / "source.hip").unlink()
+    assert store.verify() == [(entry.key, "source.hip is missing")]
+
+
+def test_add_file_records_it(store):
+    entry, _ = store.get_or_build(inputs(), output)
+    added = store.add_file(entry, "kernel.asm", "s_endpgm\n")
+    assert added.meta["files"]["kernel.asm"] == hashlib.sha256(b"s_endpgm\n").hexdigest()
+    assert store.verify() == [] and store.lookup(entry.key).file("kernel.asm").read_text() == "s_endpgm\n"
+    assert store.lookup(entry.key).meta == added.meta and not list(store.tmp.iterdir())
+    with pytest.raises(StoreError, match="unusable"):
+        store.add_file(entry, "../x", "no")
+    _truncate(entry)
+    with pytest.raises(StoreError, match="changed while adding"):
+        store.add_file(entry, "kernel.asm", "again")
+
+
+def test_force_rebuilds_and_says_what_it_replaced(store):
+    ki = inputs()
+    first, _ = store.get_or_build(ki, output)
+    assert first.replaced is None
+    again, hit = store.get_or_build(ki, lambda: output(b"fresh bytes"), force=True)
+    assert not hit and again.replaced == "forced" and again.read_object() == b"fresh bytes"
+    _truncate(again)
+    fixed, hit = store.get_or_build(ki, output)
+    assert not hit and fixed.replaced.startswith("object.bin is") and fixed.read_object() == output().object_bytes
+
+
+# ------------------------------------------------------------------------------ read-only stores
+def test_read_only_store_serves_hits_and_says_why_it_cannot_build(store, monkeypatch):
+    """What a read-only mount does (EROFS on every write; tests/test_cli.py mounts one for real)."""
+    import errno
+    import filelock
+    hit, _ = store.get_or_build(inputs("a"), output)
+
+    def erofs(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+    monkeypatch.setattr(filelock.FileLock, "acquire", erofs)
+    monkeypatch.setattr(os, "rename", erofs)
+    monkeypatch.setattr(store_mod.tempfile, "mkstemp", erofs)
+    monkeypatch.setattr(store_mod.tempfile, "mkdtemp", erofs)
+    assert store.get_or_build(inputs("a"), lambda: pytest.fail("built on a hit"))[0].key == hit.key
+    assert not store.writable()
+    for attempt in (lambda: store.get_or_build(inputs("b"), output), lambda: store.clear(),
+                    lambda: store.workdir("k"), lambda: store.add_file(hit, "kernel.asm", "x")):
+        with pytest.raises(StoreError, match=r"cannot write to the store .*Read-only file system.*still served"):
+            attempt()
+
+
+def test_root_under_a_file_names_the_file(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(StoreError, match=f"{tmp_path / 'f'} is a file, not a directory"):
+        Store(tmp_path / "f" / "x" / "y")
 
 
 # --------------------------------------------------------------------------------- processes
