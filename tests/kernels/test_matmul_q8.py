@@ -53,15 +53,17 @@ def test_matmul_q8(kctx, wtype, data):
 
 
 MUTANTS = {
-    # the min term (m * s_x) of q4_1 is dropped
-    ("q4_1", "min_dropped"): ("macc[r][t] = f_fma(", "macc[r][t] = 0.0f * f_fma("),
-    # the rows left over after the last 4- or 2-row tile are skipped
+    # the min terms (m * s_x) of q4_1 are dropped
+    ("q4_1", "min_dropped"): ("if (MQ_MIN) macc[r][t] += f;", "if (MQ_MIN) macc[r][t] += f * (vf4){1, 0, 1, 0};"),
+    # the rows left over after the last 2-row tile (prefill) are skipped
     ("q4_1", "tail_rows_skipped"): ("for (; r < r1; ++r) mq_tile", "for (; r + 1 < r1; ++r) mq_tile"),
+    # an odd number of blocks: the lone last block is dropped
+    ("q4_0", "lone_block_dropped"): ("if (b < nb) mq_step", "if (b < 0u) mq_step"),
     # q4_k: sub-blocks 4-7 read their scale from the wrong packing
     ("q4_k", "kq_scale_packing"): ("scale = (sc[j + 4] & 15u) | ((sc[j - 4] >> 6) << 4);",
                                    "scale = (sc[j + 4] & 15u) | ((sc[j] >> 6) << 4);"),
-    # q6_k: both 16-column halves use the first half's scale
-    ("q6_k", "one_scale_per_32"): ("s[j].sb = (i8)blk[193 + 2 * j];", "s[j].sb = (i8)blk[192 + 2 * j];"),
+    # q6_k: both 16-column halves of a sub-block use the first half's scale
+    ("q6_k", "one_scale_per_32"): ("p[c].ls[l] = sc[4 * c + l / 4];", "p[c].ls[l] = sc[4 * c + l / 8 * 2];"),
 }
 
 

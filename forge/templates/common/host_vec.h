@@ -11,7 +11,12 @@ typedef float vf4 __attribute__((vector_size(16)));
 
 DEVICE vf vf_load(const float* p) { vf v; __builtin_memcpy(&v, p, sizeof v); return v; }
 DEVICE void vf_store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-DEVICE vf vf_splat(float x) { return (vf){} + x; }
+DEVICE vf vf_splat(float x) { return (vf){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }  // not {} + x: x + 0 is not x for -0
+// The halves of a vf and back, as register shuffles (a memcpy through a local would make the
+// compiler keep the vector, an accumulator included, in memory).
+DEVICE vf8 vf_lo(vf v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
+DEVICE vf8 vf_hi(vf v) { return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15); }
+DEVICE vf vf_cat(vf8 a, vf8 b) { return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
 // The first n < HV elements of p, zeros after (never reads past p + n).
 DEVICE vf vf_load_n(const float* p, u32 n) {
   float t[HV] = {};
@@ -21,31 +26,42 @@ DEVICE vf vf_load_n(const float* p, u32 n) {
 DEVICE void vf_store_n(float* p, vf v, u32 n) {
   for (u32 i = 0; i < n; ++i) p[i] = v[i];
 }
-// a * b + c with one rounding per lane (a vector FMA where the ISA has one).
-DEVICE vf vf_fma(vf a, vf b, vf c) {
-  vf r;
-  for (int i = 0; i < HV; ++i) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
+// a * b + c with one rounding per lane: the ISA's vector FMA through its builtin (a lane loop of
+// __builtin_fmaf is vectorized only where gcc's SLP pass sees it whole, which inlining can defeat),
+// else one fmaf per lane.
+DEVICE vf8 vf8_fma(vf8 a, vf8 b, vf8 c) {
+#ifdef __FMA__
+  return __builtin_ia32_vfmaddps256(a, b, c);
+#else
+  vf8 r;
+  for (int i = 0; i < 8; ++i) r[i] = __builtin_fmaf(a[i], b[i], c[i]);
   return r;
+#endif
+}
+DEVICE vf vf_fma(vf a, vf b, vf c) {
+#ifdef __AVX512F__
+  return __builtin_ia32_vfmaddps512_mask(a, b, c, (unsigned short)-1, 4);
+#else
+  return vf_cat(vf8_fma(vf_lo(a), vf_lo(b), vf_lo(c)), vf8_fma(vf_hi(a), vf_hi(b), vf_hi(c)));
+#endif
 }
 // Lane-wise max with f_max's rule (a NaN operand yields the other one).
 DEVICE vf vf_max(vf a, vf b) { return (a > b || b != b) ? a : b; }
 DEVICE vf vf_abs(vf a) { return (vf)((vi)a & 0x7fffffff); }
 // Sum of the lanes: a halving tree (log2 HV additions per lane).
 DEVICE float vf_sum(vf v) {
-  vf8 a, b;
-  __builtin_memcpy(&a, &v, 32);
-  __builtin_memcpy(&b, (const char*)&v + 32, 32);
-  a += b;
-  vf4 c, d;
-  __builtin_memcpy(&c, &a, 16);
-  __builtin_memcpy(&d, (const char*)&a + 16, 16);
-  c += d;
+  const vf8 a = vf_lo(v) + vf_hi(v);
+  const vf4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
   return (c[0] + c[2]) + (c[1] + c[3]);
 }
+// f_max / f_min with the same rule (a NaN operand yields the other one) as compare-and-select:
+// __builtin_fmaxf is a libm call on x86 (maxss is not symmetric in NaN), these are two instructions.
+DEVICE float h_max(float a, float b) { return (a > b || b != b) ? a : b; }
+DEVICE float h_min(float a, float b) { return (a < b || b != b) ? a : b; }
 DEVICE float vf_hmax(vf v) {
-  float m = v[0];
-  for (int i = 1; i < HV; ++i) m = f_max(m, v[i]);
-  return m;
+  for (int w = HV / 2; w > 0; w /= 2)
+    for (int i = 0; i < w; ++i) v[i] = h_max(v[i], v[i + w]);
+  return v[0];
 }
 
 // exp(x) for every lane, within 2 ulp of the exact value on the whole float range (tested against
@@ -71,19 +87,35 @@ DEVICE vf vf_exp(vf x) {
 }
 DEVICE float h_exp(float x) { return vf_exp(vf_splat(x))[0]; }
 
-// f16 storage <-> vf (F16C / AVX-512 conversions where the ISA has them).
+// f16 storage <-> vf: F16C conversions where the ISA has them (gcc does not vectorize _Float16
+// casts), else one element at a time. Both round to nearest even and keep NaN a NaN.
+#ifdef __F16C__
+typedef short vh8 __attribute__((vector_size(16)));
+DEVICE vf vf_load_f16(const u16* p) {
+  vh8 a, b;
+  __builtin_memcpy(&a, p, 16);
+  __builtin_memcpy(&b, p + 8, 16);
+  return vf_cat(__builtin_ia32_vcvtph2ps256(a), __builtin_ia32_vcvtph2ps256(b));
+}
+DEVICE void vf_store_f16(u16* p, vf v) {
+  const vh8 a = __builtin_ia32_vcvtps2ph256(vf_lo(v), 0), b = __builtin_ia32_vcvtps2ph256(vf_hi(v), 0);
+  __builtin_memcpy(p, &a, 16);
+  __builtin_memcpy(p + 8, &b, 16);
+}
+#else
 DEVICE vf vf_load_f16(const u16* p) {
   vf v;
   for (int i = 0; i < HV; ++i) v[i] = f16_to_f32(p[i]);
   return v;
 }
+DEVICE void vf_store_f16(u16* p, vf v) {
+  for (int i = 0; i < HV; ++i) p[i] = f32_to_f16(v[i]);
+}
+#endif
 DEVICE vf vf_load_n_f16(const u16* p, u32 n) {
   vf v = {};
   for (u32 i = 0; i < n; ++i) v[i] = f16_to_f32(p[i]);
   return v;
-}
-DEVICE void vf_store_f16(u16* p, vf v) {
-  for (int i = 0; i < HV; ++i) p[i] = f32_to_f16(v[i]);
 }
 DEVICE void vf_store_n_f16(u16* p, vf v, u32 n) {
   for (u32 i = 0; i < n; ++i) p[i] = f32_to_f16(v[i]);
