@@ -91,6 +91,7 @@ def host_runtime(store=None) -> ctypes.CDLL:
             lib.forge_host_free.argtypes = [vp, _U64]
             lib.forge_host_free.restype = None
             lib.forge_host_threads.restype = ctypes.c_uint
+            lib.forge_host_straggles.restype = ctypes.c_ulonglong
             lib.forge_host_abi.restype = ctypes.c_uint
             _runtime.append(lib)
         return _runtime[0]
@@ -271,6 +272,14 @@ class HostDevice:
     def threads(self) -> int:
         """Threads that run blocks, the caller included (FORGE_HOST_THREADS, default: all CPUs)."""
         return self._rt.forge_host_threads()
+
+    @property
+    def straggles(self) -> int:
+        """Times (in this process) the runtime saw that the machine was busier than the pool (the
+        caller waited more than 50 us for a block on another thread, or ran 4 launches in a row
+        without help) and ran launches on the caller alone for a while (2 ms, doubling while it
+        recurs, up to 0.25 s)."""
+        return self._rt.forge_host_straggles()
 
     # ---- memory ---------------------------------------------------------------------------------
     def alloc(self, nbytes: int) -> HostBuffer:

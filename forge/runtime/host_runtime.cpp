@@ -6,14 +6,18 @@
 // is a packed array of launches run back to back in one call, so replaying a decode step of a few
 // hundred kernels costs no Python per kernel.
 //
-// Work distribution: one 64-bit ticket holds (generation << 32 | next block). A launch publishes a
-// new generation; every thread (the caller too) claims blocks by compare-and-swap on the ticket,
-// which fails if the generation moved on, so a worker that wakes up late can never run a block of
-// a launch that has already finished. The caller returns when the count of completed blocks
-// reaches the grid size; it never waits for idle workers to check in. Launches of one block run
-// on the caller alone. Idle workers spin for FORGE_HOST_SPIN_US microseconds (default 200: longer
-// than the gap between two launches of a replayed list, so they are hot for the next one), then
-// sleep on a futex.
+// Work distribution: a launch splits its blocks into one contiguous share per thread (thread 0 is
+// the caller), publishes them and bumps a generation counter that idle workers watch. A thread
+// takes blocks one at a time from the front of its own share (so it streams through adjacent
+// rows, which the hardware prefetchers follow), then steals single blocks from the back of the
+// others' (so a thread the OS preempted, or one still asleep, delays the launch by at most the
+// block it is running). Claims are compare-and-swaps on a share's word; a launch cannot end while
+// a claimed block runs, so a claim is always of the current launch, however late the thread.
+// The caller returns when the count of completed blocks reaches the grid size; it never waits for
+// idle workers to check in (it spins 30 us for blocks still running, then sleeps on a futex until
+// the last one ends). Launches of one block run on the caller alone. Idle workers spin for FORGE_HOST_SPIN_US microseconds (default
+// 200: longer than the gap between two launches of a replayed list, so they are hot for the next
+// one), then sleep on a futex.
 //
 // Built once per host compiler by forge/runtime/host.py into the store; kernels do not link
 // against it (they are called through their entry addresses).
@@ -67,33 +71,79 @@ inline const Launch* next_launch(const Launch* l) {
   return (const Launch*)((const char*)l + sizeof(Launch) + l->nargs * sizeof(u64));
 }
 
-// Spread over cache lines: the ticket is the one contended word.
+constexpr long kWaitSpinNs = 30000;  // the caller spins this long for other threads' blocks, then sleeps
+// Signs that the machine is busier than this pool: the caller waited this long for another thread's
+// block (the OS took that thread off its core mid-block), or the caller ran every block of
+// kAbsentLaunches launches in a row itself (the workers were not on a core to take their shares).
+// Then the caller runs launches alone for a back-off period (doubling while it recurs, up to
+// kSoloMaxNs; the idle workers fall asleep): on an oversubscribed machine a spinning worker only
+// takes CPU time the caller needs, and a straggler can cost a scheduler time slice (milliseconds).
+constexpr long long kStraggleNs = 50000, kSoloMinNs = 2000000, kSoloMaxNs = 256000000;
+constexpr unsigned kAbsentLaunches = 4;
+
+long long now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+constexpr unsigned kMaxThreads = 256;
+
+// A thread's share of a launch: blocks [front, back) as one word, front << 32 | back. The owner
+// takes blocks from the front, one at a time; a thread whose share is empty steals from the back
+// of another's. On its own cache line: the owner's claims touch nobody else's.
+struct alignas(64) Share {
+  std::atomic<u64> range{0};
+};
+
 struct alignas(64) Pool {
-  alignas(64) std::atomic<u64> ticket{0};  // generation << 32 | next block to claim
-  alignas(64) std::atomic<u64> done{0};    // blocks of the current generation completed
-  alignas(64) std::atomic<u32> gen32{0};   // the generation again, as a futex word for sleepers
+  alignas(64) std::atomic<u32> gen32{0};  // launch generation: workers wait for it to change (a futex word)
   std::atomic<int> sleepers{0};
-  // The current launch. Written by the caller before it publishes a generation and read by
-  // workers before they claim; a successful claim proves what they read was this launch's.
+  alignas(64) std::atomic<u32> done{0};   // blocks of the current launch completed (a futex word)
+  std::atomic<int> waiter{0};             // the caller sleeps on `done`
+  // The current launch. Written before the shares are published; a thread reads it only after it
+  // has claimed a block, and a launch cannot end (so the caller cannot overwrite it) while one of
+  // its blocks is claimed but not done.
   alignas(64) std::atomic<u64> entry{0}, slots{0}, nblocks{0};
   std::atomic<u32> gx{1}, gy{1};
+  Share share[kMaxThreads];
   u32 gen = 0;
   unsigned nthreads = 1;
   long spin_ns = 200000;
+  std::atomic<long long> solo_until{0};  // caller-only launches until then (idle workers sleep at once)
+  long long solo_ns = kSoloMinNs;        // the next back-off
+  u64 straggles = 0;                     // solo periods begun
+  unsigned absent = 0;                   // launches in a row whose blocks the caller ran alone
+  unsigned good = 0;                     // parallel launches in a row that went well
   std::mutex one_at_a_time;  // one launch (or list) in flight per process
 
-  // Claim and run blocks of generation `t >> 32` until there are none left; returns the ticket last seen.
-  u64 work(u64 t) {
-    for (;;) {
-      const u64 nb = nblocks.load(std::memory_order_relaxed);
+  // The next block for thread `me`: the front of its share, else the back of another's; false
+  // when every share is empty.
+  bool claim(unsigned me, u32* block) {
+    for (unsigned k = 0; k < nthreads; ++k) {
+      const unsigned v = (me + k) % nthreads;
+      std::atomic<u64>& r = share[v].range;
+      u64 w = r.load(std::memory_order_acquire);
+      for (;;) {
+        const u32 front = (u32)(w >> 32), back = (u32)w;
+        if (front >= back) break;
+        const u64 next = k == 0 ? w + (1ull << 32) : w - 1;  // own: front + 1; stolen: back - 1
+        if (r.compare_exchange_weak(w, next, std::memory_order_acq_rel, std::memory_order_acquire)) {
+          *block = k == 0 ? front : back - 1;
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+
+  // Run blocks of the current launch until none is left to claim; returns how many this thread ran.
+  u32 work(unsigned me) {
+    u32 b, ran = 0;
+    while (claim(me, &b)) {
+      ++ran;
       const forge_host_entry fn = (forge_host_entry)entry.load(std::memory_order_relaxed);
       const u64* args = (const u64*)slots.load(std::memory_order_relaxed);
+      const u64 nb = nblocks.load(std::memory_order_relaxed);
       const u32 x = gx.load(std::memory_order_relaxed), y = gy.load(std::memory_order_relaxed);
-      if ((u32)t >= nb) return t;
-      if (!ticket.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
-        continue;  // t now holds the current ticket (maybe of a newer generation): re-read the launch
-      }
-      const u32 b = (u32)t;
       forge_host_block blk;
       blk.bid[0] = b % x;
       blk.bid[1] = b / x % y;
@@ -102,34 +152,34 @@ struct alignas(64) Pool {
       blk.gdim[1] = y;
       blk.gdim[2] = (u32)(nb / ((u64)x * y));
       fn(args, &blk);
-      done.fetch_add(1, std::memory_order_release);
-      t = ticket.load(std::memory_order_acquire);
+      if (done.fetch_add(1, std::memory_order_seq_cst) + 1 == (u32)nb && waiter.load(std::memory_order_seq_cst))
+        futex_wake_all(&done);
     }
+    return ran;
   }
 
-  void worker() {
+  void worker(unsigned me) {
     u32 seen = 0;
     for (;;) {
-      u64 t = ticket.load(std::memory_order_acquire);
-      if ((u32)(t >> 32) == seen) {
+      u32 g = gen32.load(std::memory_order_acquire);
+      if (g == seen) {
         // Idle: spin a while (the next launch of a list comes within microseconds), then sleep.
         const auto start = std::chrono::steady_clock::now();
         for (unsigned i = 1;; ++i) {
           cpu_relax();
-          t = ticket.load(std::memory_order_acquire);
-          if ((u32)(t >> 32) != seen) break;
-          if (i % 256 == 0 && std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                  std::chrono::steady_clock::now() - start).count() > spin_ns) {
+          if ((g = gen32.load(std::memory_order_acquire)) != seen) break;
+          if (i % 256 == 0 && (std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now() - start).count() > spin_ns ||
+                               solo_until.load(std::memory_order_relaxed) > now_ns())) {
             sleepers.fetch_add(1, std::memory_order_seq_cst);
             if (gen32.load(std::memory_order_seq_cst) == seen) futex_wait(&gen32, seen);
             sleepers.fetch_sub(1, std::memory_order_seq_cst);
-            t = ticket.load(std::memory_order_acquire);
-            if ((u32)(t >> 32) != seen) break;
+            if ((g = gen32.load(std::memory_order_acquire)) != seen) break;
           }
         }
       }
-      seen = (u32)(t >> 32);
-      work(t);
+      seen = g;
+      work(me);
     }
   }
 
@@ -137,7 +187,8 @@ struct alignas(64) Pool {
     const u64 nb = (u64)l->grid[0] * l->grid[1] * l->grid[2];
     if (nb == 0) return;
     const forge_host_entry fn = (forge_host_entry)l->entry;
-    if (nb == 1 || nthreads == 1) {  // no hand-off: the caller runs the grid
+    const long long solo = solo_until.load(std::memory_order_relaxed);
+    if (nb == 1 || nthreads == 1 || (solo && now_ns() < solo)) {  // the caller runs the grid alone
       forge_host_block blk;
       for (int d = 0; d < 3; ++d) blk.gdim[d] = l->grid[d];
       for (u64 b = 0; b < nb; ++b) {
@@ -154,12 +205,39 @@ struct alignas(64) Pool {
     gx.store(l->grid[0], std::memory_order_relaxed);
     gy.store(l->grid[1], std::memory_order_relaxed);
     done.store(0, std::memory_order_relaxed);
-    ++gen;
-    ticket.store((u64)gen << 32, std::memory_order_release);
-    gen32.store(gen, std::memory_order_seq_cst);
+    // Contiguous shares, so each thread streams through adjacent rows (the shares of the previous
+    // launch are all empty: it ended when its last block did).
+    for (unsigned i = 0; i < nthreads; ++i) {
+      const u64 front = nb * i / nthreads, back = nb * (i + 1) / nthreads;
+      share[i].range.store(front << 32 | back, std::memory_order_release);
+    }
+    gen32.store(++gen, std::memory_order_seq_cst);
     if (sleepers.load(std::memory_order_seq_cst) > 0) futex_wake_all(&gen32);
-    work((u64)gen << 32);
-    while (done.load(std::memory_order_acquire) != nb) cpu_relax();
+    const u32 mine = work(0);
+    // Wait for blocks still running elsewhere: spin a little (they usually end within
+    // microseconds), then sleep, so that a worker the OS preempted can be moved onto this core
+    // rather than wait for its own to be free.
+    const long long start = now_ns();
+    for (unsigned i = 1; done.load(std::memory_order_acquire) != (u32)nb; ++i) {
+      cpu_relax();
+      if (i % 256 == 0 && now_ns() - start > kWaitSpinNs) {
+        waiter.store(1, std::memory_order_seq_cst);
+        const u32 d = done.load(std::memory_order_seq_cst);
+        if (d != (u32)nb) futex_wait(&done, d);
+        waiter.store(0, std::memory_order_seq_cst);
+      }
+    }
+    const long long end = now_ns();
+    absent = mine == (u32)nb ? absent + 1 : 0;
+    if (end - start > kStraggleNs || absent >= kAbsentLaunches) {  // go solo for a while, longer each time
+      absent = good = 0;
+      ++straggles;
+      solo_until.store(end + solo_ns, std::memory_order_relaxed);
+      solo_ns = solo_ns * 2 < kSoloMaxNs ? solo_ns * 2 : kSoloMaxNs;
+    } else if (mine < (u32)nb && ++good >= 256) {  // many helped launches in a row: shorten the back-off
+      good = 0;
+      solo_ns = solo_ns / 2 > kSoloMinNs ? solo_ns / 2 : kSoloMinNs;
+    }
   }
 
   void run(const Launch* l, u64 n) {
@@ -179,8 +257,8 @@ struct alignas(64) Pool {
                                                              : std::thread::hardware_concurrency();
     if (const char* env = getenv("FORGE_HOST_THREADS")) n = (unsigned)atoi(env);
     if (const char* env = getenv("FORGE_HOST_SPIN_US")) p->spin_ns = atol(env) * 1000;
-    p->nthreads = n < 1 ? 1 : n > 256 ? 256 : n;
-    for (unsigned i = 1; i < p->nthreads; ++i) std::thread([p] { p->worker(); }).detach();
+    p->nthreads = n < 1 ? 1 : n > kMaxThreads ? kMaxThreads : n;
+    for (unsigned i = 1; i < p->nthreads; ++i) std::thread([p, i] { p->worker(i); }).detach();
     return p;
   }
 };
@@ -196,6 +274,9 @@ extern "C" {
 void forge_host_run(const void* list, u64 n) { Pool::get().run((const Launch*)list, n); }
 
 unsigned forge_host_threads(void) { return Pool::get().nthreads; }
+// Solo periods begun so far: a caller that waited past kStraggleNs for another thread, or ran
+// kAbsentLaunches launches in a row without help.
+unsigned long long forge_host_straggles(void) { return Pool::get().straggles; }
 unsigned forge_host_abi(void) { return FORGE_HOST_ABI; }
 
 // Device memory: 64-byte aligned; large buffers get their own mapping, with transparent huge
