@@ -60,8 +60,8 @@ MUTANTS = {
     # an odd number of blocks: the lone last block is dropped
     ("q4_0", "lone_block_dropped"): ("if (b < nb) mq_step", "if (b < 0u) mq_step"),
     # q4_k: sub-blocks 4-7 read their scale from the wrong packing
-    ("q4_k", "kq_scale_packing"): ("scale = (sc[j + 4] & 15u) | ((sc[j - 4] >> 6) << 4);",
-                                   "scale = (sc[j + 4] & 15u) | ((sc[j] >> 6) << 4);"),
+    ("q4_k", "kq_scale_packing"): ("(u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4)",
+                                   "(u[2] & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4)"),
     # q6_k: both 16-column halves of a sub-block use the first half's scale
     ("q6_k", "one_scale_per_32"): ("p[c].ls[l] = sc[4 * c + l / 4];", "p[c].ls[l] = sc[4 * c + l / 8 * 2];"),
 }
@@ -78,8 +78,8 @@ GPU_MUTANTS = {
     ("q4_0", "offset_7"): ("s -= 8 * x->sum[0];", "s -= 7 * x->sum[0];"),
     # q8_0 blocks at unaligned addresses are not shifted into place
     ("q8_0", "unaligned_unshifted"): ("w[i] = (u32)((((u64)nxt << 32) | cur) >> s);", "w[i] = cur;"),
-    # a block with RMAX live rows leaves its last row at 0
-    ("q8_0", "full_block_last_row"): ("(live == 4u) mq_rows<4>", "(live == 4u) mq_rows<3>"),
+    # a team round with two live rows leaves the second at 0
+    ("q8_0", "two_rows_last_skipped"): ("(live == 2u) mq_rows<2>", "(live == 2u) mq_rows<1>"),
     # q5_0: the high halves take their fifth bit from the low half's bits
     ("q5_0", "high_bit_from_low_half"): ("(((qh >> (16u + 4u * i))", "(((qh >> (4u * i))"),
     # q4_k: the second sub-block's min term is dropped
