@@ -221,9 +221,9 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, rows: int, cols: int, args, 
     try:
         dev.upload(bx, x)
         k = kernels.get("gemv", wtype=wtype)
-        g = k.variant.launch(k.arch, n_rows=rows, n_cols=cols, rows_per_block=rpb)
+        g = k.variant.launch(k.arch, n_rows=rows, n_cols=cols, rows_per_team=rpb)
         dev.memset(by, 0xFF)  # NaN: every row must be written
-        k(bws[0], bx, by, rows, cols, n_rows=rows, n_cols=cols, rows_per_block=rpb)
+        k(bws[0], bx, by, rows, cols, n_rows=rows, n_cols=cols, rows_per_team=rpb)
         dev.synchronize()
         checked = "-"
         if args.check:
@@ -270,7 +270,7 @@ def bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) -
     bq, bd = dev.alloc(cols), dev.alloc(cols // 32 * 8)
     try:
         gq = kq.variant.launch(kq.arch, rows=1, n_cols=cols)
-        gm = km.variant.launch(km.arch, n_rows=rows, n_cols=cols, n_tokens=1, rows_per_block=rpb)
+        gm = km.variant.launch(km.arch, n_rows=rows, n_cols=cols, n_tokens=1, rows_per_team=rpb)
         quant = BoundLaunch(kq.fn, gq.grid, gq.block, gq.shared_bytes, (bx, bq, bd, cols), tuple(kq.args))
         mm = [BoundLaunch(km.fn, gm.grid, gm.block, gm.shared_bytes, (bws[i % len(bws)], bq, bd, by, rows, cols, 1),
                           tuple(km.args)) for i in range(args.launches)]
@@ -303,7 +303,7 @@ def main(argv=None) -> int:
     ap.add_argument("--types", default=",".join(WTYPE_NAMES), help="comma-separated weight types")
     ap.add_argument("--shapes", help="comma-separated ROWSxCOLS (default: the four issue-13 shapes on a GPU, "
                     "1024x1024 on the emulator)")
-    ap.add_argument("--rpb", default="0", help="comma-separated rows per block to try (0: the launch's default)")
+    ap.add_argument("--rpb", default="0", help="comma-separated rows per team to try (0: the launch default)")
     ap.add_argument("--rotate-mb", type=int, help="weight copies launches cycle through, in MB at least "
                     "(default: 0 on the emulator, 256 on a GPU: 5x an H100's L2)")
     ap.add_argument("--launches", type=int, help="launches per timed list (default 100 on a GPU, 4 on the emulator)")

@@ -31,10 +31,11 @@ cat "$OUT/env.txt"
 for step in $STEPS; do
   t0=$(date +%s)
   case $step in
-    tests) timeout ${T_TESTS:-200} python3 -m pytest -q -n 8 -p no:cacheprovider --backend cuda tests/kernels tests/runtime \
-             tests/codegen/test_resources.py > "$OUT/tests.log" 2>&1; tail -25 "$OUT/tests.log" ;;
+    tests) timeout ${T_TESTS:-200} python3 -m pytest -q -n 8 -p no:cacheprovider --backend cuda ${TESTS:-tests/kernels \
+             tests/runtime tests/codegen/test_resources.py} > "$OUT/tests.log" 2>&1; tail -25 "$OUT/tests.log" ;;
     peer) timeout 120 python3 peer/read_limit.py > "$OUT/read_limit.log" 2>&1; cat "$OUT/read_limit.log" ;;
-    gemv) timeout ${T_GEMV:-180} python3 benchmarks/gemv.py --backend cuda --read-limit --overhead --json "$OUT/gemv.json" \
+    diag) python3 benchmarks/_diag_ptxas.py 2>&1 | tee "$OUT/diag.log" ;;
+    gemv) timeout ${T_GEMV:-180} python3 benchmarks/gemv.py --backend cuda --read-limit --overhead --int --json "$OUT/gemv.json" \
             ${GEMV_ARGS:-} > "$OUT/gemv.log" 2>&1; cat "$OUT/gemv.log" ;;
     rpb) timeout 150 python3 benchmarks/gemv.py --backend cuda --types ${RPB_TYPES:-f16,q8_0,q4_0,q4_k} --rpb 1,2,4 --no-check \
            > "$OUT/gemv_rpb.log" 2>&1; cat "$OUT/gemv_rpb.log" ;;

@@ -7,17 +7,17 @@ terms in, each term passes through at most n of them, so
     |y_kernel - y| <= gamma_n * sum_i |w_i x_i| + n * 2^-126,   gamma_n = n u / (1 - n u), u = 2^-24
 (Higham, Accuracy and Stability of Numerical Algorithms, 3.1; the last term covers underflow).
 
-Shapes: odd row counts and every rows-per-block the launch may pick (1 .. RMAX, and more than
-RMAX, where a block loops over its rows; a last block with fewer live rows), and rows whose decode
-groups wrap around the block's THREADS threads two and three times (the unrolled column loop and
-its remainder) at both wave sizes; float types also end in a partial 8-element unit."""
+Shapes: odd row counts and rows per team of 1 .. RMAX and more (a team loops over its rows; a last
+team with fewer live rows, or none), row lengths from one group (teams of 32 threads, several per
+wave at wave 64) to groups that wrap a 256-thread team two and three times (the unrolled column
+loop and its remainder) at both wave sizes; float types also end in a partial 8-element unit."""
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemv import RMAX, THREADS, default_rows_per_block
+from forge.codegen.specs.gemv import RMAX, THREADS, default_rows_per_team, row_grid, team_size
 from forge.codegen.spec import get_spec
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.kernels.harness import run_kernel
@@ -42,46 +42,55 @@ def test_gemv(kctx, wtype, data):
 def check_gemv(kctx, wtype, data):
     """The property: one drawn case of gemv agrees with the oracle (used by the mutant test too)."""
     # Hypothesis favours the first value of a sampled_from: the first ones are the richest cases.
-    rows = data.draw(st.one_of(st.sampled_from([2 * RMAX + 3, 1, 2, RMAX - 1, RMAX, RMAX + 1]),
-                               st.integers(1, 4 * RMAX + 3)), label="rows")
-    rpb = data.draw(st.sampled_from([RMAX + 3, None, 1, 2, 3, RMAX, 3 * RMAX]), label="rows_per_block")
+    # 8 * RMAX + 5 rows give teams of several rounds even at 8 teams per block (rows of few groups).
+    rows = data.draw(st.one_of(st.sampled_from([8 * RMAX + 5, 2 * RMAX + 3, 1, 2, RMAX - 1, RMAX, RMAX + 1]),
+                               st.integers(1, 10 * RMAX)), label="rows")
+    rpt = data.draw(st.sampled_from([RMAX + 3, None, 1, 2, 3, RMAX, 3 * RMAX]), label="rows_per_team")
     cols = data.draw(n_cols(wtype, wrap_units(wtype)), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
     x = data.draw(arrays((cols,), np.float32), label="x")
     y = run_kernel(kctx, "gemv", {"wtype": wtype},
                    {"w": w, "x": x, "y": np.full(rows, np.nan, np.float32), "n_rows": rows, "n_cols": cols},
-                   ["y"], n_rows=rows, n_cols=cols, rows_per_block=rpb)["y"]
+                   ["y"], n_rows=rows, n_cols=cols, rows_per_team=rpt)["y"]
     ref, tol = gemv(wtype, w, cols, x)
     check(y, ref, tol)
 
 
-def test_rows_per_block_fill_the_device():
-    """The launch gives a device at least one block per resident-block slot while rows allow, and
-    packs RMAX rows per block once the rows are many; the emulator (size unknown) takes RMAX."""
+def test_row_teams_fill_the_device():
+    """Teams are the fewest threads (32 .. THREADS) that give each a work item of a row; the launch
+    gives a device at least a full wave of teams while rows allow, with RMAX rows per team once the
+    rows are many; the emulator (size unknown) takes RMAX."""
+    assert [team_size(n) for n in (1, 32, 33, 64, 100, 256, 5000)] == [32, 32, 64, 64, 128, 256, 256]
     sm90 = get_arch("sm_90")
-    slots = sm90.compute_units * sm90.threads_per_cu // THREADS
     v = get_spec("gemv").variant(sm90, wtype="q4_0")
-    for rows in (14336, 8192, 4096, 2048, 576, 1):
-        grid = v.launch(sm90, n_rows=rows, n_cols=4096).grid[0]
-        rpb = default_rows_per_block(sm90, rows)
-        assert grid == -(-rows // rpb) and (grid >= slots or rpb == 1)
-    assert default_rows_per_block(sm90, 14336) == RMAX
-    assert default_rows_per_block(get_arch("emu"), 5) == RMAX
+    for rows, cols in ((14336, 4096), (4096, 14336), (4096, 4096), (8192, 2048), (576, 1536), (1, 32)):
+        tpr = team_size(get_wtype("q4_0").groups(cols))
+        rpt = default_rows_per_team(sm90, rows, tpr)
+        grid = v.launch(sm90, n_rows=rows, n_cols=cols).grid[0]
+        assert grid == row_grid(sm90, rows, get_wtype("q4_0").groups(cols)) == -(-rows // (rpt * (THREADS // tpr)))
+        assert -(-rows // rpt) >= sm90.compute_units * sm90.threads_per_cu // tpr or rpt == 1
+    assert default_rows_per_team(sm90, 14336, 256) == RMAX
+    assert default_rows_per_team(get_arch("emu"), 5, 32) == RMAX
 
 
 MUTANTS = {
     # a block with RMAX live rows leaves its last row undecoded (its sum stays 0)
     "full_block_last_row_skipped": (f"if (live == {RMAX}u) gemv_rows<{RMAX}>", f"if (live == {RMAX}u) gemv_rows<{RMAX - 1}>"),
     # the last decode group of a row is never read
-    "tail_group_dropped": ("for (u32 g = tid; g < ng; g += NT)", "for (u32 g = tid; g + 1 < ng; g += NT)"),
+    "tail_group_dropped": ("for (u32 g = lt; g < ng; g += tpr)", "for (u32 g = lt; g + 1 < ng; g += tpr)"),
     # x is read at the group's column inside its unit block instead of inside the row
     "x_unit_relative": ("wq_load_x(x, wq_row_col(g), ncols, xv);", "wq_load_x(x, wq_col(g % WQ_NG), ncols, xv);"),
-    # the last wave's partial sums are left out of the block's sum
-    "last_wave_dropped": ("for (u32 k = 0; k < NW; ++k) s += part[k][tid];",
-                          "for (u32 k = 0; k + 1 < NW; ++k) s += part[k][tid];"),
+    # a team's last wave is left out of its sum (teams wider than a wave)
+    "last_wave_dropped": ("for (u32 k = 0; k < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];",
+                          "for (u32 k = 0; k + 1 < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];"),
     # partial sums are read before every wave has written them
-    "barrier_removed": ("    sync_threads();\n    if (tid < live) {", "    if (tid < live) {"),
+    "barrier_removed": ("      sync_threads();\n      if (lt < live) {", "      if (lt < live) {"),
+    # the shuffle sum stops at half the team's lanes in a wave
+    "segment_sum_half": ("for (u32 o = seg / 2; o > 0; o >>= 1) s += shfl_xor(s, o);",
+                         "for (u32 o = seg / 4; o > 0; o >>= 1) s += shfl_xor(s, o);"),
+    # a block's rows split among its teams rounding down: the last rows of a block are dropped
+    "team_rows_round_down": ("const u32 tr = (per + teams - 1) / teams;", "const u32 tr = per / teams;"),
     # rows per block taken as RMAX whatever the grid: blocks of a larger grid skip rows
     "rows_per_block_fixed": ("const u32 per = (nrows + gdim_x() - 1) / gdim_x();", "const u32 per = RMAX;"),
 }

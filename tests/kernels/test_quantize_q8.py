@@ -26,7 +26,8 @@ def run(kctx, x):
     t, n = x.shape
     out = run_kernel(kctx, "quantize_q8", {},
                      {"x": x, "xq": np.full((t, n), 99, np.int8), "xd": np.full((t, n // 32, 2), np.nan, np.float32),
-                      "n_cols": n}, ["xq", "xd"], rows=t)
+                      "n_cols": n}, ["xq", "xd"], rows=t,
+                     n_cols=n if n % 64 else None)  # GPU: a thread per block (n_cols given) or one block a row
     return out["xq"], out["xd"]
 
 

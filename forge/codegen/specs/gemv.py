@@ -5,12 +5,14 @@ must fill the device (blocks of 8 rows with no column split left a ~50 % tail at
 third of the GPU idle at 4096), and loads must be in flight while the previous ones are decoded
 (stage → barrier → decode → barrier had nothing in flight). So:
 
-- A block of THREADS threads owns a run of rows and all its threads split each row's columns
-  (thread t takes decode groups t, t + THREADS, ...): no row is too short to spread over the
-  device, and one reduction through shared memory per RMAX rows finishes them.
-- Rows per block come from the arch facts (compute units x resident threads): the most (up to
-  RMAX, which share each x load) that still give the device a full wave of blocks; the kernel
-  derives them from the grid (ceil(n_rows / blocks)), so any grid is correct.
+- A block of THREADS threads owns a run of rows; its threads form teams of team_size(groups)
+  threads (32 .. THREADS: each thread one decode group of a row, so short rows keep every thread
+  busy), a team's threads split a row's columns (thread t of a team takes groups t, t + team, ...)
+  and one segmented shuffle sum (plus a shared-memory sum for teams wider than a wave) per RMAX
+  rows finishes them (common/rowteams.j2).
+- Rows per team come from the arch facts (compute units x resident threads): the most (up to
+  RMAX, which share each x load) that still give the device a full wave of teams; the kernel
+  derives its rows from the grid (ceil(n_rows / blocks)), so any grid is correct.
 - Weights are read straight from global memory by the decode helpers (common/quant_*.h.j2, the
   widest loads a block's alignment allows; float types 16 bytes), no staging or barrier in the
   loop: the RMAX rows' loads of a group are independent and issued together, and the loop is
@@ -25,16 +27,34 @@ THREADS = 256  # per block, every arch (8 waves of 32, 4 of 64)
 RMAX = 4  # rows a block decodes at once; x values are loaded once for all of them
 
 
-def default_rows_per_block(arch: Arch, n_rows: int) -> int:
-    """The most rows per block (RMAX, 2, 1) that still launch a full wave of blocks on the arch's
-    reference part; RMAX where the arch does not say how large it is (the emulator)."""
+def team_size(items: int) -> int:
+    """Threads of a row team (common/rowteams.j2, the same rule): the fewest powers of two from 32 up
+    to THREADS that give every thread one work item (decode group, unit) of a row."""
+    t = 32
+    while t < THREADS and t < items:
+        t *= 2
+    return t
+
+
+def default_rows_per_team(arch: Arch, n_rows: int, tpr: int) -> int:
+    """The most rows per team (RMAX, 2, 1) that still give the arch's reference part a full wave of
+    teams of tpr threads; RMAX where the arch does not say how large it is (the emulator)."""
     if not arch.compute_units:
         return RMAX
-    wave = arch.compute_units * max(1, arch.threads_per_cu // THREADS)
-    for rpb in (RMAX, 2):
-        if ceil_div(n_rows, rpb) >= wave:
-            return rpb
+    wave = arch.compute_units * max(1, arch.threads_per_cu // tpr)
+    for rpt in (RMAX, 2):
+        if ceil_div(n_rows, rpt) >= wave:
+            return rpt
     return 1
+
+
+def row_grid(arch: Arch, n_rows: int, items: int, rows_per_team: int | None = None) -> int:
+    """Blocks for n_rows rows of `items` work items each: rows_per_team (default from the arch) rows
+    for each of a block's THREADS / team_size(items) teams. Any grid is correct: the kernel derives
+    its rows from it."""
+    tpr = team_size(items)
+    rpt = rows_per_team or default_rows_per_team(arch, n_rows, tpr)
+    return ceil_div(n_rows, rpt * (THREADS // tpr))
 
 
 class Gemv(KernelSpec):
@@ -52,15 +72,16 @@ class Gemv(KernelSpec):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
                 Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
 
-    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, rows_per_block: int | None = None) -> Launch:
-        """One block per `rows_per_block` rows (default: default_rows_per_block(arch, n_rows)); any value is
-        correct, the kernel loops over its rows RMAX at a time."""
-        get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows)
+    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, rows_per_block: int | None = None,
+               rows_per_team: int | None = None) -> Launch:
+        """GPU: row_grid blocks of THREADS threads (`rows_per_team`: a tuning override, any positive
+        number is correct). Host: one block per `rows_per_block` rows (default gemm.host_rows_per_block)."""
+        wt = get_wtype(p["wtype"])
+        wt.check_shape(n_cols, n_rows=n_rows)
         if not arch.is_gpu_semantics:  # a block per chunk of rows, one call each
             from .gemm import host_rows_per_block
             return Launch((ceil_div(n_rows, rows_per_block or host_rows_per_block(n_rows)), 1, 1), (1, 1, 1))
-        rpb = rows_per_block or default_rows_per_block(arch, n_rows)
-        return Launch((ceil_div(n_rows, rpb), 1, 1), (THREADS, 1, 1))
+        return Launch((row_grid(arch, n_rows, wt.groups(n_cols), rows_per_team), 1, 1), (THREADS, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])

@@ -31,8 +31,8 @@ tokens in chunks of TOKENS so a prefill's weights are decoded once per 32 tokens
 block in tiles of TB tokens x 2 rows.
 
 GPU (matmul_q8.hip.j2, the decode GEMV's integer path): the gemv kernel's shape — blocks of
-gemv.THREADS threads over the columns of up to gemv.RMAX rows, rows per block from the arch's size
-(gemv.default_rows_per_block), grid y = the token — with weights decoded to 8-bit integers and
+gemv.THREADS threads in row teams (common/rowteams.j2), the grid from gemv.row_grid over a row's
+32- or 64-column units, grid y = the token — with weights decoded to 8-bit integers and
 multiplied by xq with 4-way integer dot products (dp4a / v_dot4). Its reductions use waves and
 shared memory, so the family is not barrier_free (that flag only concerns the emulator).
 """
@@ -66,11 +66,12 @@ class MatmulQ8(KernelSpec):
                 Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"),
                 Arg.scalar("n_tokens", "i32")]
 
-    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int,
-               rows_per_block: int | None = None) -> Launch:
+    def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int, rows_per_block: int | None = None,
+               rows_per_team: int | None = None) -> Launch:
+        """Host: row chunks of `rows_per_block` x token chunks. GPU: gpu_launch (`rows_per_team`)."""
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows, n_tokens=n_tokens)
         if arch.is_gpu_semantics:
-            return self.gpu_launch(n_rows, n_tokens, arch, rows_per_block)
+            return self.gpu_launch(p, n_rows, n_cols, n_tokens, arch, rows_per_team)
         rpb = rows_per_block or host_rows_per_block(n_rows)
         return Launch((ceil_div(n_rows, rpb), ceil_div(n_tokens, TOKENS), 1), (1, 1, 1))
 
@@ -86,11 +87,11 @@ class MatmulQ8(KernelSpec):
     def valid(self, p, arch):
         return not arch.is_gpu_semantics or (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
 
-    def gpu_launch(self, n_rows: int, n_tokens: int, arch: Arch, rows_per_block: int | None) -> Launch:
-        """Grid (row blocks, tokens): `rows_per_block` rows per block (default: as gemv); any value is
-        correct, the kernel derives its rows from the grid."""
-        rpb = rows_per_block or gemv.default_rows_per_block(arch, n_rows)
-        return Launch((ceil_div(n_rows, rpb), n_tokens, 1), (gemv.THREADS, 1, 1))
+    def gpu_launch(self, p, n_rows: int, n_cols: int, n_tokens: int, arch: Arch, rows_per_team: int | None) -> Launch:
+        """Grid (row blocks as gemv.row_grid over the row's units, tokens); `rows_per_team` (a tuning
+        override) is any positive number: the kernel derives its rows from the grid."""
+        units = n_cols // (64 if p["wtype"] in ("q4_k", "q5_k") else 32)
+        return Launch((gemv.row_grid(arch, n_rows, units, rows_per_team), n_tokens, 1), (gemv.THREADS, 1, 1))
 
 
 register(MatmulQ8())
