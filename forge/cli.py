@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 from collections import Counter
 
@@ -281,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", parents=[sub_common], help="inspect, check, repair or clear the code-object store",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="actions:\n" + "\n".join(f"  {k:8}{v}" for k, v in CACHE_ACTIONS.items()))
+                       description="actions:\n" + "\n".join(textwrap.fill(v, 92, initial_indent=f"  {k:8}",
+                                                                           subsequent_indent=" " * 10)
+                                                             for k, v in CACHE_ACTIONS.items()))
     c.add_argument("action", choices=list(CACHE_ACTIONS), metavar="ACTION", help=", ".join(CACHE_ACTIONS))
     c.set_defaults(fn=cmd_cache)
 

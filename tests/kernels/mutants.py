@@ -5,7 +5,7 @@ property to fail on it (an assertion, or a DeviceError: checking mode's out-of-b
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import Phase, given, settings, strategies as st
 
 from forge.codegen.build import source_for
 from forge.codegen.spec import get_spec
@@ -33,8 +33,9 @@ def mutant_context(kctx, family: str, params: dict, mutation: tuple[str, str], t
 
 
 def property_fails(ctx, check, max_examples: int) -> bool:
-    """Whether `check(ctx, data)` fails (AssertionError or DeviceError) within `max_examples`."""
-    @settings(max_examples=max_examples, database=None)
+    """Whether `check(ctx, data)` fails (AssertionError or DeviceError) within `max_examples`. No
+    shrinking: the first failure answers the question."""
+    @settings(max_examples=max_examples, database=None, phases=[Phase.generate])
     @given(data=st.data())
     def prop(data):
         check(ctx, data)
