@@ -11,7 +11,7 @@ import random
 import gguf
 import pytest
 from gguf import GGUFValueType as VT
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from forge.errors import ForgeError, GGUFError
@@ -28,10 +28,11 @@ def tok_of(path) -> Tokenizer:
     return Tokenizer.from_gguf(load_gguf(path))
 
 
-def bpe_file(path, *, extra=(), merges_first=(), override_kv=None, **kw):
-    """The tiny BPE file with extra (text, token type) tokens appended and merge rules ranked
-    before the tiny vocabulary's."""
+def bpe_file(path, *, extra=(), merges_first=(), rename=None, override_kv=None, **kw):
+    """The tiny BPE file with extra (text, token type) tokens appended, merge rules ranked before
+    the tiny vocabulary's, and tokens renamed (old text -> new text)."""
     tokens, types, merges = tiny_vocab()
+    tokens = [(rename or {}).get(t, t) for t in tokens]
     tokens, types = tokens + [t for t, _ in extra], types + [int(k) for _, k in extra]
     kv = {"tokenizer.ggml.tokens": tokens, "tokenizer.ggml.token_type": types,
           "tokenizer.ggml.merges": list(merges_first) + merges, **(override_kv or {})}
@@ -79,15 +80,17 @@ def test_bpe_pre_tokenizer_splits_digits_and_spaces(bpe):
     assert texts(bpe, bpe.encode("12 a  b")) == ["1", "2", "Ġa", "Ġ", "Ġ", "b"]
 
 
+MISSING_BYTE = dict(rename={BYTE_CHARS[0xC3]: "[gone]"}, merges_first=["© ©"],
+                    extra=[("©©", T.NORMAL)])
+
+
 def test_missing_byte_character_blocks_merges_as_in_llama_cpp(tmp_path):
     # SmolLM2 lacks 21 of the 256 byte characters. llama.cpp keeps such a character as a symbol
-    # (dropped at the end), so "h" and "e" around it never merge; HF alone would drop it first.
-    tokens, _, _ = tiny_vocab()
-    gone = tokens.index(BYTE_CHARS[0x04])
-    tok = tok_of(bpe_file(tmp_path / "m.gguf", override_kv={"tokenizer.ggml.tokens": [
-        "[gone]" if i == gone else t for i, t in enumerate(tokens)]}))
-    assert texts(tok, tok.encode("h\x04e")) == ["h", "e"]
-    assert texts(tok, tok.encode("he")) == ["he"]
+    # (dropped at the end), so the pieces around it never merge; HF alone would drop it first.
+    # "éé" is C3 A9 C3 A9 as bytes, Ã © Ã © as byte characters; here Ã (C3) is no token.
+    tok = tok_of(bpe_file(tmp_path / "m.gguf", **MISSING_BYTE))
+    assert texts(tok, tok.encode("éé")) == ["©", "©"]
+    assert texts(tok, tok.encode("\u2a69")) == ["â", "©©"]     # E2 A9 A9: the merge exists
 
 
 def test_merge_whose_result_is_not_a_token_still_merges(tmp_path):
@@ -96,6 +99,23 @@ def test_merge_whose_result_is_not_a_token_still_merges(tmp_path):
     tok = tok_of(bpe_file(tmp_path / "m.gguf", merges_first=["h i"]))
     assert texts(tok, tok.encode("hin")) == ["h", "i", "n"]
     assert texts(tok, tok.encode("in")) == ["in"]
+
+
+def test_unicode_16_letters_are_unassigned_as_in_llama_cpp(tmp_path):
+    # llama.cpp's tables are Unicode 15.1: U+1C89 (new in 16.0) is no letter there, so "a" and it
+    # are separate pre-tokens and the merge "a á" (á: its first UTF-8 byte) cannot apply
+    tok = tok_of(bpe_file(tmp_path / "m.gguf", pre="gpt-2", merges_first=["a á"],
+                          extra=[("aá", T.NORMAL)]))
+    assert texts(tok, tok.encode("a\u1c89"))[:2] == ["a", "á"]
+    assert texts(tok, tok.encode("a\u1c80"))[:1] == ["aá"]       # U+1C80: a letter in both
+
+
+def test_non_ascii_whitespace_never_matches_explicit_ranges(tmp_path):
+    # llama.cpp runs deepseek-llm's CJK range (which spans U+0800..U+4E00) on a copy of the text
+    # where U+2000 became \v: so " \u2000" stays one piece (its \s+$ rule) and "Ġ â" merges
+    tok = tok_of(bpe_file(tmp_path / "m.gguf", pre="deepseek-llm", merges_first=["Ġ â"],
+                          extra=[("Ġâ", T.NORMAL)]))
+    assert texts(tok, tok.encode("x \u2000"))[:2] == ["x", "Ġâ"]
 
 
 def test_bpe_ignore_merges_takes_whole_tokens(tmp_path):
@@ -230,6 +250,7 @@ def test_spm_chunk_cache_gives_the_same_ids(tmp_path):
 
 
 @given(st.text(max_size=40))
+@example("  the  world ")
 def test_spm_chunked_equals_whole_text(spm, s):
     model = spm._model
     escaped = ("▁" + s).replace(" ", "▁")
@@ -506,9 +527,11 @@ def _vocab_copy(src, dst, override):
     return dst
 
 
-# Every 97th code point, all of Unicode's non-ASCII whitespace, and characters new in Unicode
-# 16.0 (a letter, digit, mark, punctuation and symbol each: llama.cpp's tables are 15.1).
-SWEEP = sorted({*(c for c in range(0x80, 0x110000, 97) if not 0xD800 <= c < 0xE000),
+# Every 997th code point, all of Unicode's non-ASCII whitespace, and characters new in Unicode
+# 16.0 (a letter, digit, mark, punctuation and symbol each: llama.cpp's tables are 15.1). Sparse
+# because llama.cpp's std::regex makes some pre-tokenizers slow; every 5th code point of all
+# the pre-tokenizers has been compared once, off CI (see the commit that added this line).
+SWEEP = sorted({*(c for c in range(0x80, 0x110000, 997) if not 0xD800 <= c < 0xE000),
                 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000,
                 0x1C89, 0x105C0, 0x13460, 0x116D0, 0x897, 0x1B4E, 0x2427, 0x1CC00})
 
@@ -540,15 +563,12 @@ def test_peer_pre_tokenizers_on_smollm2_vocabulary(smollm2, tmp_path, pre):
 @pytest.fixture(scope="module")
 def tiny_variants(tmp_path_factory):
     d = tmp_path_factory.mktemp("peer")
-    tokens, _, _ = tiny_vocab()
-    gone = tokens.index(BYTE_CHARS[0x04])
     return {
         "bpe": bpe_file(d / "bpe.gguf", pre="smollm"),
         "gpt2": bpe_file(d / "gpt2.gguf", pre="gpt-2"),
         "llama-bpe-default-bos": bpe_file(d / "l3.gguf", pre="llama-bpe", override_kv={
             "tokenizer.ggml.add_bos_token": None}),
-        "missing-byte": bpe_file(d / "mb.gguf", override_kv={"tokenizer.ggml.tokens": [
-            "[gone]" if i == gone else t for i, t in enumerate(tokens)]}),
+        "missing-byte": bpe_file(d / "mb.gguf", **MISSING_BYTE),
         "bad-merge": bpe_file(d / "bm.gguf", merges_first=["h i"]),
         "user-overlap": bpe_file(d / "uo.gguf", extra=[("ab", T.USER_DEFINED),
                                                        ("bcd", T.USER_DEFINED)]),
@@ -572,6 +592,6 @@ def tiny_variants(tmp_path_factory):
                                   "bad-merge", "user-overlap", "eog", "phi3", "add-eos", "spm",
                                   "spm-no-prefix", "spm-inner-space"])
 def test_peer_tiny_files(tiny_variants, name):
-    extra = ["xyz abc hello the world", "h\x04e hin abcd abab", "<|im_end|> \n x <tool> </s>  y",
+    extra = ["xyz abc hello the world", "éé ©© hin abcd abab", "<|im_end|> \n x <tool> </s>  y",
              "a b a▁b  ab bc abc", "<|eot_id|><|fim_pad|>"]
     assert_same_as_llama_cpp(tiny_variants[name], PEER_TEXTS + extra + _random_texts(300, 4))
