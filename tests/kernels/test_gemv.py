@@ -78,9 +78,9 @@ MUTANTS = {
     # a block with RMAX live rows leaves its last row undecoded (its sum stays 0)
     "full_block_last_row_skipped": (f"if (live == {RMAX}u) gemv_rows<{RMAX}>", f"if (live == {RMAX}u) gemv_rows<{RMAX - 1}>"),
     # the last decode group of a row is never read
-    "tail_group_dropped": ("for (u32 g = lt; g < ng; g += tpr)", "for (u32 g = lt; g + 1 < ng; g += tpr)"),
+    "tail_group_dropped": ("const bool on = g < ng;", "const bool on = g + 1 < ng;"),
     # x is read at the group's column inside its unit block instead of inside the row
-    "x_unit_relative": ("wq_load_x(x, wq_row_col(g), ncols, xv);", "wq_load_x(x, wq_col(g % WQ_NG), ncols, xv);"),
+    "x_unit_relative": ("wq_load_x(x, wq_row_col(gc), ncols, xv);", "wq_load_x(x, wq_col(gc % WQ_NG), ncols, xv);"),
     # a team's last wave is left out of its sum (teams wider than a wave)
     "last_wave_dropped": ("for (u32 k = 0; k < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];",
                           "for (u32 k = 0; k + 1 < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];"),

@@ -77,10 +77,10 @@ class MatmulQ8(KernelSpec):
 
     def context(self, p, arch):
         if arch.is_gpu_semantics:
-            # Two units in flight per row, except q8_0, whose 34-byte units already hold 9 loads per row
-            # (and for which ptxas spills at unroll 2).
+            # Two units in flight per row, except q8_0 and q6_k, whose units already hold 9 and 18 loads
+            # per row (and for which ptxas spills at two).
             return {"wt": get_wtype(p["wtype"]), "rmax": gemv.RMAX, "threads": gemv.THREADS,
-                    "unroll": 1 if p["wtype"] == "q8_0" else 2}
+                    "unroll": 1 if p["wtype"] in ("q8_0", "q6_k") else 2}
         return {"wt": get_wtype(p["wtype"]), "tb": TB}
 
     # --- GPU kernels (matmul_q8.hip.j2) ----------------------------------------------------------
