@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemv import RMAX, THREADS, default_rows_per_team, row_grid, team_size
+from forge.codegen.specs.gemv import RMAX, THREADS, default_rows_per_team, row_grid
 from forge.codegen.spec import get_spec
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.kernels.harness import run_kernel
@@ -57,30 +57,28 @@ def check_gemv(kctx, wtype, data):
     check(y, ref, tol)
 
 
-def test_row_teams_fill_the_device():
-    """Teams are the fewest threads (32 .. THREADS) that give each a work item of a row; the launch
-    gives a device at least a full wave of teams while rows allow, with RMAX rows per team once the
-    rows are many; the emulator (size unknown) takes RMAX."""
-    assert [team_size(n) for n in (1, 32, 33, 64, 100, 256, 5000)] == [32, 32, 64, 64, 128, 256, 256]
+def test_rows_per_block_fill_the_device():
+    """The launch gives a device at least a full wave of blocks while rows allow, with RMAX rows per
+    block once the rows are many; the emulator (size unknown) takes RMAX."""
     sm90 = get_arch("sm_90")
     v = get_spec("gemv").variant(sm90, wtype="q4_0")
-    for rows, cols in ((14336, 4096), (4096, 14336), (4096, 4096), (8192, 2048), (576, 1536), (1, 32)):
-        tpr = team_size(get_wtype("q4_0").groups(cols))
-        rpt = default_rows_per_team(sm90, rows, tpr)
-        grid = v.launch(sm90, n_rows=rows, n_cols=cols).grid[0]
-        assert grid == row_grid(sm90, rows, get_wtype("q4_0").groups(cols)) == -(-rows // (rpt * (THREADS // tpr)))
-        assert -(-rows // rpt) >= sm90.compute_units * sm90.threads_per_cu // tpr or rpt == 1
-    assert default_rows_per_team(sm90, 14336, 256) == RMAX
-    assert default_rows_per_team(get_arch("emu"), 5, 32) == RMAX
+    slots = sm90.compute_units * sm90.threads_per_cu // THREADS
+    for rows in (14336, 8192, 4096, 2048, 576, 1):
+        rpt = default_rows_per_team(sm90, rows, THREADS)
+        grid = v.launch(sm90, n_rows=rows, n_cols=4096).grid[0]
+        assert grid == row_grid(sm90, rows, THREADS) == -(-rows // rpt)
+        assert grid >= slots or rpt == 1
+    assert default_rows_per_team(sm90, 14336, THREADS) == RMAX
+    assert default_rows_per_team(get_arch("emu"), 5, THREADS) == RMAX
 
 
 MUTANTS = {
     # a block with RMAX live rows leaves its last row undecoded (its sum stays 0)
     "full_block_last_row_skipped": (f"if (live == {RMAX}u) gemv_rows<{RMAX}>", f"if (live == {RMAX}u) gemv_rows<{RMAX - 1}>"),
     # the last decode group of a row is never read
-    "tail_group_dropped": ("const bool on = g < ng;", "const bool on = g + 1 < ng;"),
+    "tail_group_dropped": ("for (u32 g = lt; g < ng; g += TPR)", "for (u32 g = lt; g + 1 < ng; g += TPR)"),
     # x is read at the group's column inside its unit block instead of inside the row
-    "x_unit_relative": ("wq_load_x(x, wq_row_col(gc), ncols, xv);", "wq_load_x(x, wq_col(gc % WQ_NG), ncols, xv);"),
+    "x_unit_relative": ("wq_load_x(x, wq_row_col(g), ncols, xv);", "wq_load_x(x, wq_col(g % WQ_NG), ncols, xv);"),
     # a team's last wave is left out of its sum (teams wider than a wave)
     "last_wave_dropped": ("for (u32 k = 0; k < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];",
                           "for (u32 k = 0; k + 1 < tpr / WAVE_SIZE; ++k) s += part[w0 + k][lt];"),
@@ -89,8 +87,6 @@ MUTANTS = {
     # the shuffle sum stops at half the team's lanes in a wave
     "segment_sum_half": ("for (u32 o = seg / 2; o > 0; o >>= 1) s += shfl_xor(s, o);",
                          "for (u32 o = seg / 4; o > 0; o >>= 1) s += shfl_xor(s, o);"),
-    # a block's rows split among its teams rounding down: the last rows of a block are dropped
-    "team_rows_round_down": ("const u32 tr = (per + teams - 1) / teams;", "const u32 tr = per / teams;"),
     # rows per block taken as RMAX whatever the grid: blocks of a larger grid skip rows
     "rows_per_block_fixed": ("const u32 per = (nrows + gdim_x() - 1) / gdim_x();", "const u32 per = RMAX;"),
 }

@@ -74,6 +74,8 @@ def test_property_test_catches_mutant(host_kctx, wtype, mutant, tmp_path, monkey
 
 
 GPU_MUTANTS = {
+    # a block's rows split among its teams rounding down: the last rows of a block are dropped
+    ("q4_0", "team_rows_round_down"): ("const u32 tr = (per + teams - 1) / teams;", "const u32 tr = per / teams;"),
     # q4_0's offset of 8 is subtracted as 7
     ("q4_0", "offset_7"): ("s -= 8 * x->sum[0];", "s -= 7 * x->sum[0];"),
     # q8_0 blocks at unaligned addresses are not shifted into place

@@ -5,13 +5,13 @@ must fill the device (blocks of 8 rows with no column split left a ~50 % tail at
 third of the GPU idle at 4096), and loads must be in flight while the previous ones are decoded
 (stage → barrier → decode → barrier had nothing in flight). So:
 
-- A block of THREADS threads owns a run of rows; its threads form teams of team_size(groups)
-  threads (32 .. THREADS: each thread one decode group of a row, so short rows keep every thread
-  busy), a team's threads split a row's columns (thread t of a team takes groups t, t + team, ...)
-  and one segmented shuffle sum (plus a shared-memory sum for teams wider than a wave) per RMAX
-  rows finishes them (common/rowteams.j2).
-- Rows per team come from the arch facts (compute units x resident threads): the most (up to
-  RMAX, which share each x load) that still give the device a full wave of teams; the kernel
+- A block of THREADS threads owns a run of rows and all its threads (one row team of THREADS,
+  common/rowteams.j2) split each row's columns: thread t takes decode groups t, t + THREADS, ...
+  (a compile-time stride: measured on the H100, a run-time team size lost 15-40 % to a loop the
+  compiler would not unroll); a shuffle sum per wave and one sum through shared memory per RMAX
+  rows finish them.
+- Rows per block come from the arch facts (compute units x resident threads): the most (up to
+  RMAX, which share each x load) that still give the device a full wave of blocks; the kernel
   derives its rows from the grid (ceil(n_rows / blocks)), so any grid is correct.
 - Weights are read straight from global memory by the decode helpers (common/quant_*.h.j2, the
   widest loads a block's alignment allows; float types 16 bytes), no staging or barrier in the
@@ -27,15 +27,6 @@ THREADS = 256  # per block, every arch (8 waves of 32, 4 of 64)
 RMAX = 4  # rows a block decodes at once; x values are loaded once for all of them
 
 
-def team_size(items: int) -> int:
-    """Threads of a row team (common/rowteams.j2, the same rule): the fewest powers of two from 32 up
-    to THREADS that give every thread one work item (decode group, unit) of a row."""
-    t = 32
-    while t < THREADS and t < items:
-        t *= 2
-    return t
-
-
 def default_rows_per_team(arch: Arch, n_rows: int, tpr: int) -> int:
     """The most rows per team (RMAX, 2, 1) that still give the arch's reference part a full wave of
     teams of tpr threads; RMAX where the arch does not say how large it is (the emulator)."""
@@ -48,11 +39,9 @@ def default_rows_per_team(arch: Arch, n_rows: int, tpr: int) -> int:
     return 1
 
 
-def row_grid(arch: Arch, n_rows: int, items: int, rows_per_team: int | None = None) -> int:
-    """Blocks for n_rows rows of `items` work items each: rows_per_team (default from the arch) rows
-    for each of a block's THREADS / team_size(items) teams. Any grid is correct: the kernel derives
-    its rows from it."""
-    tpr = team_size(items)
+def row_grid(arch: Arch, n_rows: int, tpr: int, rows_per_team: int | None = None) -> int:
+    """Blocks for n_rows rows: rows_per_team (default from the arch) rows for each of a block's
+    THREADS / tpr teams (common/rowteams.j2). Any grid is correct: the kernel derives its rows from it."""
     rpt = rows_per_team or default_rows_per_team(arch, n_rows, tpr)
     return ceil_div(n_rows, rpt * (THREADS // tpr))
 
@@ -81,13 +70,16 @@ class Gemv(KernelSpec):
         if not arch.is_gpu_semantics:  # a block per chunk of rows, one call each
             from .gemm import host_rows_per_block
             return Launch((ceil_div(n_rows, rows_per_block or host_rows_per_block(n_rows)), 1, 1), (1, 1, 1))
-        return Launch((row_grid(arch, n_rows, wt.groups(n_cols), rows_per_team), 1, 1), (THREADS, 1, 1))
+        return Launch((row_grid(arch, n_rows, THREADS, rows_per_team), 1, 1), (THREADS, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
         # Two groups in flight per row where a group is small (<= 8 values); one for the wide groups
         # of Q6_K and MXFP6 (16 and 32 values), whose decode already holds many registers.
-        return {"wt": wt, "rmax": RMAX, "threads": THREADS, "unroll": 2 if wt.group_values <= 8 else 1}
+        # MXFP6's 32-value groups decode 2 rows at a time (4 rows' values spill on sm_90); its teams take
+        # their RMAX rows in two rounds.
+        return {"wt": wt, "rmax": 2 if wt.group_values >= 32 else RMAX, "threads": THREADS, "tpr": THREADS,
+                "unroll": 2 if wt.group_values <= 8 else 1}
 
 
 register(Gemv())

@@ -31,8 +31,9 @@ tokens in chunks of TOKENS so a prefill's weights are decoded once per 32 tokens
 block in tiles of TB tokens x 2 rows.
 
 GPU (matmul_q8.hip.j2, the decode GEMV's integer path): the gemv kernel's shape — blocks of
-gemv.THREADS threads in row teams (common/rowteams.j2), the grid from gemv.row_grid over a row's
-32- or 64-column units, grid y = the token — with weights decoded to 8-bit integers and
+gemv.THREADS threads in row teams of 128 threads (64 for the K types' 64-column units: one unit per
+thread of a 4096-column row; common/rowteams.j2), the grid from gemv.row_grid, grid y = the token —
+with weights decoded to 8-bit integers and
 multiplied by xq with 4-way integer dot products (dp4a / v_dot4). Its reductions use waves and
 shared memory, so the family is not barrier_free (that flag only concerns the emulator).
 """
@@ -79,7 +80,7 @@ class MatmulQ8(KernelSpec):
         if arch.is_gpu_semantics:
             # Two units in flight per row, except q8_0 and q6_k, whose units already hold 9 and 18 loads
             # per row (and for which ptxas spills at two).
-            return {"wt": get_wtype(p["wtype"]), "rmax": gemv.RMAX, "threads": gemv.THREADS,
+            return {"wt": get_wtype(p["wtype"]), "rmax": gemv.RMAX, "threads": gemv.THREADS, "tpr": self.team(p),
                     "unroll": 1 if p["wtype"] in ("q8_0", "q6_k") else 2}
         return {"wt": get_wtype(p["wtype"]), "tb": TB}
 
@@ -90,8 +91,13 @@ class MatmulQ8(KernelSpec):
     def gpu_launch(self, p, n_rows: int, n_cols: int, n_tokens: int, arch: Arch, rows_per_team: int | None) -> Launch:
         """Grid (row blocks as gemv.row_grid over the row's units, tokens); `rows_per_team` (a tuning
         override) is any positive number: the kernel derives its rows from the grid."""
-        units = n_cols // (64 if p["wtype"] in ("q4_k", "q5_k") else 32)
-        return Launch((gemv.row_grid(arch, n_rows, units, rows_per_team), n_tokens, 1), (gemv.THREADS, 1, 1))
+        return Launch((gemv.row_grid(arch, n_rows, self.team(p), rows_per_team), n_tokens, 1), (gemv.THREADS, 1, 1))
+
+    @staticmethod
+    def team(p) -> int:
+        """Threads of a row team (common/rowteams.j2): a 4096-column row has 64 units of 64 columns
+        (K types) or 128 of 32, one per thread of a team of that size."""
+        return 64 if p["wtype"] in ("q4_k", "q5_k") else 128
 
 
 register(MatmulQ8())
