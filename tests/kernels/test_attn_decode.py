@@ -136,7 +136,7 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
 
 
 def test_property_test_catches_combine_dropping_a_split(emu_kctx, tmp_path, monkeypatch):
-    mutation = ("for (u32 s = 0; s < ns; s++) {\n      const u64 i", "for (u32 s = 0; s + 1 < ns; s++) {\n      const u64 i")
+    mutation = ("const u32 nc = ns - s0 < NT ? ns - s0 : NT;", "const u32 nc = ns - s0 < NT ? ns - s0 - 1 : NT;")
     assert_property_catches(emu_kctx, "attn_combine", {"block": 128}, mutation,
                             lambda ctx, data: check_attn_decode(ctx, "f16", data), tmp_path, monkeypatch,
                             max_examples=40)

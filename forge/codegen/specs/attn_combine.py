@@ -8,7 +8,7 @@ class AttnCombine(KernelSpec):
     family = "attn_combine"
     host = True
     space = {"block": (128,)}
-    barrier_free = True
+    barrier_free = False  # GPU: a block max and split weights shared through memory (attn_combine.hip.j2)
     oracle = "attention"
     test = "test_attn_decode"
     doc = "one block per head, threads over head_dim; exact log-sum-exp reweighting"
