@@ -213,3 +213,29 @@ def test_vectorized_exp_is_within_two_ulp(hctx):
     assert ulps.max() <= 2.0, (float(ulps.max()), x[fin][np.argmax(ulps)])
     assert np.all(got[~fin & ~np.isnan(x)] == np.inf) and np.isnan(got[np.isnan(x)]).all()
     assert got[x == -np.inf][0] == 0.0 and got[x == -200][0] == 0.0
+
+
+# ------------------------------------------------------------------------------------ sampler
+@pytest.mark.parametrize("top_k", [257, 1000, 2990])
+def test_host_sampler_radix_top_k(hctx, top_k):
+    """top-k beyond the sorted-insertion limit (256) takes the host sampler's radix search. The
+    logits are 3000 adjacent float32 values (every ordered key distinct and consecutive, so a cut
+    one key off keeps a token too many or too few) in random order, with NaNs; at temperature 1e4
+    every kept token is about equally likely, and 64 draws must all be among the top_k largest."""
+    from forge.runtime.dispatch import Dispatcher
+    from tests.oracles.sample import make_state
+    kernel = Dispatcher(hctx.device, hctx.arch).get("sample", block=256)
+    dev, rng = hctx.device, np.random.default_rng(top_k)
+    logits = rng.permutation((np.float32(1.0).view(np.int32) + np.arange(3000, dtype=np.int32)).view(np.float32))
+    logits[rng.choice(3000, 5, replace=False)] = np.nan
+    kept = set(np.argsort(-np.nan_to_num(logits, nan=-np.inf), kind="stable")[:top_k].tolist())
+    state = make_state(temperature=1e4, top_k=top_k, top_p=1.0, min_p=0.0, seed=top_k)
+    bl, bs, bt = dev.alloc(logits.nbytes), dev.alloc(state.nbytes), dev.alloc(4)
+    dev.upload(bl, logits), dev.upload(bs, state)
+    drawn = []
+    for _ in range(64):  # the kernel advances its own draw counter
+        kernel(bl, bs, bt, len(logits))
+        drawn.append(int(np.frombuffer(dev.download(bt), np.int32)[0]))
+    for b in (bl, bs, bt):
+        dev.free(b)
+    assert set(drawn) <= kept and len(set(drawn)) > 16, (sorted(set(drawn) - kept)[:5], len(set(drawn)))
