@@ -288,6 +288,33 @@ def decode_step(dev, kernels, ctx: int, splits: int, rng) -> tuple[int, float, f
         arena.free()
 
 
+def launch_overhead(dev, kernels) -> dict:
+    """Per-launch cost of dispatch itself, with kernels that do next to nothing: a one-block launch
+    from Python (Kernel.__call__ -> HostDevice.launch), the same inside a replayed list, and a
+    launch of `threads` blocks inside a replayed list (the pool's hand-off and join)."""
+    arena = Arena(dev)
+    try:
+        x = arena.put(np.ones(64, np.float32))
+        pos = arena.put(np.zeros(64, np.int32))
+        add = kernels.get("elementwise", op="add", dtype="f32", block=256)
+        rope = kernels.get("rope", mode="normal", dtype="f32", block=128)
+        add(x, x, x, 1, n=1)
+        n = 20000
+        py = best(lambda: [add(x, x, x, 1, n=1) for _ in range(n)], 5) / n
+        out = {"python_us": py * 1e6}
+        for name, k, vals, shapes in (("list_1_block_us", add, (x, x, x, 1), {"n": 1}),
+                                      ("list_pool_us", rope, (x, pos, 1, 2, 2, 0.0, 1.0),
+                                       {"n_tokens": dev.threads, "n_heads": 1, "n_rot": 2})):
+            g = k.variant.launch(k.arch, **shapes)
+            lst = dev.record([BoundLaunch(k.fn, g.grid, g.block, 0, vals, tuple(k.args))] * 1000)
+            lst.run()
+            out[name] = best(lst.run, 20) / 1000 * 1e6
+            lst.close()
+        return out
+    finally:
+        arena.free()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -314,6 +341,9 @@ def main(argv=None) -> int:
         from forge.runtime.emu import EmuDevice
         emu = EmuDevice(wave_size=32)
         emu_kernels = Dispatcher(emu, emu_arch(32))
+    lo = launch_overhead(host, hk)
+    print(f"launch overhead: {lo['python_us']:.2f} us from Python (1 block); in a replayed list "
+          f"{lo['list_1_block_us']:.3f} us (1 block), {lo['list_pool_us']:.2f} us ({host.threads} blocks over the pool)")
     head = f"{'operation':<40} {'/step':>5} {'host us':>9} {'GB/s':>6} {'emu us':>10} {'GB/s':>6} {'x':>6} {'host us/step':>12}"
     print(head)
     print("-" * len(head))

@@ -113,6 +113,7 @@ struct alignas(64) Pool {
   u64 straggles = 0;                     // solo periods begun
   unsigned absent = 0;                   // launches in a row whose blocks the caller ran alone
   unsigned good = 0;                     // parallel launches in a row that went well
+  bool adapt = true;                     // FORGE_HOST_ADAPT=0: never go solo (for measurements)
   std::mutex one_at_a_time;  // one launch (or list) in flight per process
 
   // The next block for thread `me`: the front of its share, else the back of another's; false
@@ -229,7 +230,7 @@ struct alignas(64) Pool {
     }
     const long long end = now_ns();
     absent = mine == (u32)nb ? absent + 1 : 0;
-    if (end - start > kStraggleNs || absent >= kAbsentLaunches) {  // go solo for a while, longer each time
+    if (adapt && (end - start > kStraggleNs || absent >= kAbsentLaunches)) {  // go solo for a while, longer each time
       absent = good = 0;
       ++straggles;
       solo_until.store(end + solo_ns, std::memory_order_relaxed);
@@ -257,6 +258,7 @@ struct alignas(64) Pool {
                                                              : std::thread::hardware_concurrency();
     if (const char* env = getenv("FORGE_HOST_THREADS")) n = (unsigned)atoi(env);
     if (const char* env = getenv("FORGE_HOST_SPIN_US")) p->spin_ns = atol(env) * 1000;
+    if (const char* env = getenv("FORGE_HOST_ADAPT")) p->adapt = atoi(env) != 0;
     p->nthreads = n < 1 ? 1 : n > kMaxThreads ? kMaxThreads : n;
     for (unsigned i = 1; i < p->nthreads; ++i) std::thread([p, i] { p->worker(i); }).detach();
     return p;
