@@ -54,6 +54,33 @@ DEVICE float vf_sum(vf v) {
   const vf4 c = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
   return (c[0] + c[2]) + (c[1] + c[3]);
 }
+// The lane sums of 16 vectors at once: lane j of the result is the sum of v[j]'s lanes. A butterfly
+// of 15 folds (two shuffles and an add each) instead of 16 separate halving trees: fold k adds the
+// two halves of every group of 2^(4-k) lanes of a and of b and packs the results side by side, so
+// after four levels lane j holds v[j]'s total (a tree of log2 HV additions per lane, as vf_sum).
+DEVICE vf vf_fold0(vf a, vf b) {
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23) +
+         __builtin_shufflevector(a, b, 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+}
+DEVICE vf vf_fold1(vf a, vf b) {
+  return __builtin_shufflevector(a, b, 0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27) +
+         __builtin_shufflevector(a, b, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
+}
+DEVICE vf vf_fold2(vf a, vf b) {
+  return __builtin_shufflevector(a, b, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29) +
+         __builtin_shufflevector(a, b, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+}
+DEVICE vf vf_fold3(vf a, vf b) {
+  return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30) +
+         __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+}
+DEVICE vf vf_sum16(const vf* v) {
+  vf u[8], w[4], x[2];
+  for (int i = 0; i < 8; ++i) u[i] = vf_fold0(v[2 * i], v[2 * i + 1]);
+  for (int i = 0; i < 4; ++i) w[i] = vf_fold1(u[2 * i], u[2 * i + 1]);
+  for (int i = 0; i < 2; ++i) x[i] = vf_fold2(w[2 * i], w[2 * i + 1]);
+  return vf_fold3(x[0], x[1]);
+}
 // f_max / f_min with the same rule (a NaN operand yields the other one) as compare-and-select:
 // __builtin_fmaxf is a libm call on x86 (maxss is not symmetric in NaN), these are two instructions.
 DEVICE float h_max(float a, float b) { return (a > b || b != b) ? a : b; }
