@@ -1,5 +1,6 @@
 """Hot decode kernels use no local memory: no stack frame and no spills in NVRTC's ptxas report for
-sm_90, no scratch (private segment) and no spills in the AMDGPU metadata for gfx1100 and gfx950.
+sm_90, no scratch (private segment) and no VGPR spills in the AMDGPU metadata for gfx1100 and gfx950
+(SGPR spills land in VGPR lanes, not in memory).
 Local memory / scratch is per-thread DRAM traffic in the kernels whose whole job is streaming
 weights and the KV cache at the memory roofline; a run-time index into a register array, or a
 register budget the compiler overruns, puts it there silently (issue 13 found NVRTC 13.0 giving
@@ -40,10 +41,16 @@ def test_hot_kernel_uses_no_local_memory(store, arch_name, family, params):
     except ToolchainError as e:
         pytest.skip(f"no toolchain for {arch_name}: {e}")
     res = entry.meta["resources"]
-    assert res["scratch"] == 0 and res["spills"] in (0, None), \
-        f"{entry.meta['symbol']} on {arch_name} ({entry.meta['toolchain']}): {res}"
+    where = f"{entry.meta['symbol']} on {arch_name} ({entry.meta['toolchain']}): {res}"
     if arch.vendor == "nvidia":
-        assert res["vgpr"], "no ptxas report in the compile log: the check above would prove nothing"
+        assert res["vgpr"], f"no ptxas report in the compile log: the check would prove nothing ({where})"
+        assert res["scratch"] == 0 and res["spills"] == 0, where
+    else:
+        # AMD: no private segment (scratch) and no VGPR spills; SGPR spills go to VGPR lanes
+        # (v_writelane), not to memory, and are allowed.
+        from forge.codegen.codeobject import read_code_object
+        k = read_code_object(entry.read_object(), where).kernel(entry.meta["symbol"])
+        assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{where}, vgpr spills {k.vgpr_spill_count}"
 
 
 @pytest.mark.parametrize("arch_name, instruction", [("sm_90", "dp4a"), ("gfx1100", "v_dot4_i32_iu8"),
