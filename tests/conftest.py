@@ -97,3 +97,13 @@ def emu_kctx(kctx):
     if kctx.arch.vendor != "emu":
         pytest.skip(f"GPU-semantics test; {kctx.arch.name} is not the emulator")
     return kctx
+
+
+def pytest_collection_modifyitems(config, items):
+    """`peer` tests (against llama.cpp, minutes on a CPU) run only when asked for: `-m peer`."""
+    if "peer" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="a peer comparison with llama.cpp: run with -m peer")
+    for item in items:
+        if "peer" in item.keywords:
+            item.add_marker(skip)
