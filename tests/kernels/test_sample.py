@@ -111,3 +111,12 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     check = check_top_k if mutant == "top_k_strict" else check_sample
     assert_property_catches(emu_kctx, "sample", PARAMS, MUTANTS[mutant], check, tmp_path, monkeypatch,
                             max_examples=60)
+
+
+def test_a_draw_of_zero_skips_weights_that_underflow(kctx):
+    """seed 0, draw 0 gives u = 0: the token is the first id whose float32 weight is not zero
+    (exp(-200) is 0 in float32, not in float64)."""
+    logits = np.array([-200.0, -190.0, -3.0, 0.0, -1.0], np.float32)
+    state = make_state(temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, seed=0, draws=0)
+    _, _, tok = run_sample(kctx, logits, state)
+    assert sample(logits, state) == {2} and tok == 2

@@ -92,7 +92,8 @@ def sample(logits: np.ndarray, state: np.ndarray, slack: float = 1e-4) -> set[in
     u = uniform(int(state[6]), int(state[7]))
     out = set()
     for mask in _kept(l, m, top_k, top_p, min_p, slack):
-        w = np.where(mask, np.exp((l.astype(np.float64) - m) / temp), 0.0)
+        # float32 weights, as the kernel's: one that underflows to 0 there can never be drawn
+        w = np.where(mask, np.exp(((l - np.float32(m)) * np.float32(1 / np.float32(temp))).astype(np.float32)), 0.0)
         cum = np.cumsum(w)
         total = cum[-1]
         if total == 0:
