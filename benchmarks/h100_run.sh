@@ -35,6 +35,10 @@ for step in $STEPS; do
              tests/runtime tests/codegen/test_resources.py} > "$OUT/tests.log" 2>&1; tail -25 "$OUT/tests.log" ;;
     peer) timeout 120 python3 peer/read_limit.py > "$OUT/read_limit.log" 2>&1; cat "$OUT/read_limit.log" ;;
     diag) python3 benchmarks/_diag_ptxas.py 2>&1 | tee "$OUT/diag.log" ;;
+    ncu) NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+         timeout 240 "$NCU" --clock-control none --launch-count 18 --section SpeedOfLight \
+           --section WarpStateStats --section Occupancy --section LaunchStats python3 benchmarks/profile_kernels.py \
+           > "$OUT/ncu.log" 2>&1; grep -E "^  [a-z_]+.*\(|Duration|Memory Throughput|DRAM Throughput|Compute \(SM\)|Achieved Occupancy|Registers Per|Stall|Warp Cycles Per Issued|Issue Slots|Theoretical Occ" "$OUT/ncu.log" | head -150 ;;
     ab) FORGE_OVERRIDE_DIR=${AB_DIR:-.carry/ab_old} timeout 120 python3 benchmarks/gemv.py --backend cuda --no-check \
           --types ${AB_TYPES:-f16,q4_0,q8_0,q4_k,q6_k} > "$OUT/ab.log" 2>&1; cat "$OUT/ab.log" ;;
     gemv) timeout ${T_GEMV:-180} python3 benchmarks/gemv.py --backend cuda --read-limit --overhead --int --json "$OUT/gemv.json" \
