@@ -21,8 +21,9 @@ def build(arch: str, kernels: list[str] | None = None, cache_dir: str | None = N
     return build_all(get_arch(arch), Store(default_root(cache_dir)), kernels, jobs, keep_asm)
 
 
-def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None):
+def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None,
+         kernels=None):
     """A GGUF model on a backend: forge.model.model.load (see there for what it refuses)."""
     from .model.model import load as _load
 
-    return _load(path, backend=backend, arch=arch, kv_dtype=kv_dtype, max_context=max_context)
+    return _load(path, backend=backend, arch=arch, kv_dtype=kv_dtype, max_context=max_context, kernels=kernels)

@@ -62,3 +62,16 @@ def native_isa_flags(cxx: str) -> tuple[str, ...]:
     if not out:
         raise ToolchainError(f"{cxx} does not say what -march=native means on this machine")
     return tuple(out)
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags as the kernel lists them (/proc/cpuinfo's "flags"; empty elsewhere):
+    what a host kernel pack records where it was built, and checks where it is used."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()

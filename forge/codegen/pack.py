@@ -99,6 +99,9 @@ class Manifest:
     store_format: int
     created: str
     entries: tuple  # PackEntry, kernels then libraries
+    # Host packs: the CPU features of the machine that built them (-march=native code runs only
+    # where every one of them is present; checked at import).
+    cpu_flags: tuple = ()
 
     @property
     def kernels(self) -> list[PackEntry]:
@@ -108,7 +111,7 @@ class Manifest:
         return dict(pack_format=PACK_FORMAT, arch=self.arch, target=self.target, vendor=self.vendor,
                     toolchain=self.toolchain, flags=list(self.flags), forge_version=self.forge_version,
                     store_format=self.store_format, created=self.created,
-                    entries=[e.as_dict() for e in self.entries])
+                    entries=[e.as_dict() for e in self.entries], cpu_flags=list(self.cpu_flags))
 
     def key_of(self, variant: Variant, arch: Arch | None = None) -> str:
         """The store key `variant` has under this pack's toolchain (rendered here, as at build)."""
@@ -238,9 +241,11 @@ def export_pack(store: Store, arch: Arch | str, variants: Iterable[Variant], pat
         files = _entry_files(entry)
         entries.append(_pack_entry(entry, role, files))
         members += [(f"objects/{key[:2]}/{key}/{name}", data) for name, data in files.items()]
+    from .hostcc import cpu_flags
     manifest = Manifest(str(path), arch.name, arch.target, tc.vendor, tc.identity, tuple(tc.flags(arch)),
                         _forge_version(), STORE_FORMAT,
-                        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tuple(entries))
+                        _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), tuple(entries),
+                        tuple(sorted(cpu_flags())) if arch.vendor == "host" else ())
     _write_tar(Path(path), manifest, members)
     return manifest
 
@@ -327,7 +332,7 @@ def _manifest(raw: bytes | None, src: str) -> Manifest:
     return Manifest(src, _field(d, "arch", str, src), _field(d, "target", str, src), _field(d, "vendor", str, src),
                     _field(d, "toolchain", str, src), tuple(_field(d, "flags", list, src)),
                     _field(d, "forge_version", str, src), _field(d, "store_format", int, src),
-                    _field(d, "created", str, src), tuple(entries))
+                    _field(d, "created", str, src), tuple(entries), tuple(d.get("cpu_flags") or ()))
 
 
 def _refuse_mismatch(m: Manifest, arch: Arch, toolchain: str | None) -> None:
@@ -367,6 +372,25 @@ def _check_entry(m: Manifest, e: PackEntry, members: dict[str, bytes]) -> tuple[
     return inputs, meta
 
 
+def pack_arch(path: str | os.PathLike) -> str:
+    """The arch a pack is for, from its manifest (PackError for an unreadable pack)."""
+    return _manifest(_read_members(Path(path)).get(MANIFEST), str(path)).arch
+
+
+def _refuse_other_cpu(m: Manifest) -> None:
+    """PackError when a host pack was built on a CPU with features this one lacks (its kernels are
+    -march=native code and would die on an illegal instruction)."""
+    from .hostcc import cpu_flags
+    if get_arch(m.arch).vendor != "host":
+        return
+    here = cpu_flags()
+    missing = sorted(set(m.cpu_flags) - here) if here else []
+    if missing:
+        raise PackError(f"kernel pack {m.path} was built for a CPU with {', '.join(missing[:6])}"
+                        f"{' ...' if len(missing) > 6 else ''}, which this CPU lacks; build a pack here "
+                        f"(`forge build --arch host --pack FILE`)")
+
+
 def read_pack(path: str | os.PathLike, arch: Arch | str, toolchain: str | None = None) -> tuple[Manifest, dict]:
     """(manifest, members) of a pack, everything verified as import_pack describes; nothing is
     written. PackError for every refusal."""
@@ -374,6 +398,7 @@ def read_pack(path: str | os.PathLike, arch: Arch | str, toolchain: str | None =
     members = _read_members(path)
     m = _manifest(members.get(MANIFEST), str(path))
     _refuse_mismatch(m, get_arch(arch), toolchain)
+    _refuse_other_cpu(m)
     listed = {MANIFEST} | {f"objects/{e.key[:2]}/{e.key}/{n}" for e in m.entries for n in e.files}
     unlisted = sorted(set(members) - listed)
     if unlisted:

@@ -24,7 +24,9 @@ import numpy as np
 
 from ..errors import ForgeError
 from ..runtime.backends import open_backend
+from ..runtime.dispatch import Dispatcher
 from ..runtime.executor import Executor, SamplingSettings
+from ..runtime.kvcache import KV_DTYPES
 from .config import ModelConfig, config_from_gguf
 from .gguf import load_gguf
 from .llama import build_llama_graph
@@ -186,12 +188,17 @@ class Model:
         holder.append(Generation(text, out, list(ids), stats, reason))
 
 
-def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None) -> Model:
+def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None,
+         kernels=None) -> Model:
     """Load a llama-family GGUF file onto `backend` ("auto": a GPU when one is present, else
     "cpu"; also "cuda", "hip", and "emu"/"emu64", the slow GPU-model emulator). `arch` overrides
     the arch kernels are built for; kv_dtype is the KV cache's storage (f16, f32, fp8, q8_0);
-    max_context the tokens the cache holds (default: the file's training context, at most 4096).
-    Raises GGUFError for a file forge cannot run, DeviceError for a backend that cannot open."""
+    max_context the tokens the cache holds (default: the file's training context, at most 4096);
+    `kernels` a kernel pack (`forge build --pack`): its kernels are used and nothing is compiled,
+    so no compiler is needed (with backend "auto", the pack's arch picks the backend).
+    Raises GGUFError for a file forge cannot run, DeviceError for a backend that cannot open,
+    PackError for a pack of another arch, CPU or toolchain, a tampered one, or one that lacks a
+    kernel this model needs (all before anything runs)."""
     path = Path(path)
     g = load_gguf(path)
     cfg = config_from_gguf(g)
@@ -200,10 +207,31 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
     ctx = int(max_context) if max_context is not None else min(cfg.n_ctx_train, DEFAULT_CONTEXT)
     if ctx < 1:
         raise ForgeError(f"max_context must be at least 1, got {ctx}")
-    device, a = open_backend(backend, arch)
+    if kv_dtype not in KV_DTYPES:
+        raise ForgeError(f"unknown kv_dtype {kv_dtype!r}; choose one of {', '.join(KV_DTYPES)}")
     graph = build_llama_graph(cfg, weight_types(g))
-    ex = Executor(graph, weight_arrays(g), device, a, max_context=ctx, kv_dtype=kv_dtype)
+    store = toolchain = None
+    if kernels is not None:
+        backend, arch, store, toolchain = _use_pack(kernels, graph, backend, arch, kv_dtype)
+    device, a = open_backend(backend, arch, store=store, toolchain=toolchain)
+    dispatcher = Dispatcher(device, a, store, toolchain=toolchain) if toolchain is not None else None
+    ex = Executor(graph, weight_arrays(g), device, a, max_context=ctx, kv_dtype=kv_dtype, dispatcher=dispatcher)
     return Model(path, cfg, tokenizer, ex, backend if backend != "auto" else device.name)
+
+
+def _use_pack(kernels, graph, backend: str, arch, kv_dtype: str):
+    """(backend, arch, store, toolchain) to run `graph` from the kernel pack `kernels`: the pack is
+    verified and imported into the store, and must hold every kernel the model needs."""
+    from ..arch import get_arch
+    from ..codegen.pack import import_pack, pack_arch
+    from ..codegen.store import Store, default_root
+    from ..runtime.backends import backend_for
+    from ..runtime.lower import LowerOptions, kernel_set
+    a = get_arch(arch if arch is not None else pack_arch(kernels))
+    store = Store(default_root())
+    manifest = import_pack(kernels, store, a)
+    manifest.require(kernel_set(graph, a, LowerOptions(kv_dtype=kv_dtype)))
+    return (backend_for(a) if backend == "auto" else backend), a, store, manifest.pack_toolchain()
 
 
 def _refuse_unsupported(g, cfg: ModelConfig) -> None:

@@ -17,33 +17,34 @@ from ..errors import DeviceError
 BACKENDS = ("auto", "cpu", "cuda", "hip", "emu", "emu64")
 
 
-def _cpu():
+def _cpu(store=None, toolchain=None):
     from .host import HostDevice
-    return HostDevice(), get_arch("host")
+    return HostDevice(store, toolchain), get_arch("host")
 
 
-def _emu(wave: int):
+def _emu(wave: int, store=None, toolchain=None):
     from ..arch import emu_arch
     from .emu import EmuDevice
-    return EmuDevice(wave_size=wave), emu_arch(wave)
+    return EmuDevice(wave_size=wave, store=store, toolchain=toolchain), emu_arch(wave)
 
 
-def _cuda():
+def _cuda(store=None, toolchain=None):
     from .cuda import CudaDevice
     dev = CudaDevice()
     return dev, dev.arch
 
 
-def _hip():
+def _hip(store=None, toolchain=None):
     from .hip import HipDevice
     dev = HipDevice()
     return dev, dev.arch
 
 
-def open_backend(name: str = "auto", arch: str | Arch | None = None):
+def open_backend(name: str = "auto", arch: str | Arch | None = None, *, store=None, toolchain=None):
     """(device, arch) for backend `name`; `arch` overrides the arch the device reports (to run
-    kernels built for a compatible target). DeviceError naming what is missing when the backend
-    cannot be opened; for "auto", the first GPU backend that opens, else the host CPU."""
+    kernels built for a compatible target); `store`/`toolchain` say where a CPU backend finds its
+    runtime library (a kernel pack's toolchain compiles nothing). DeviceError naming what is missing
+    when the backend cannot be opened; for "auto", the first GPU backend that opens, else the host."""
     if name not in BACKENDS:
         raise DeviceError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
     if name == "auto":
@@ -54,11 +55,16 @@ def open_backend(name: str = "auto", arch: str | Arch | None = None):
             except (DeviceError, ImportError, OSError):
                 continue
         else:
-            dev, a = _cpu()
+            dev, a = _cpu(store, toolchain)
     else:
         try:
-            dev, a = {"cpu": _cpu, "cuda": _cuda, "hip": _hip, "emu": lambda: _emu(32),
-                      "emu64": lambda: _emu(64)}[name]()
+            dev, a = {"cpu": _cpu, "cuda": _cuda, "hip": _hip, "emu": lambda s, t: _emu(32, s, t),
+                      "emu64": lambda s, t: _emu(64, s, t)}[name](store, toolchain)
         except ImportError as e:
             raise DeviceError(f"backend {name!r} is not available: {e}") from None
     return dev, (get_arch(arch) if arch is not None else a)
+
+
+def backend_for(arch: Arch) -> str:
+    """The backend that runs kernels built for `arch` (a kernel pack's)."""
+    return {"host": "cpu", "nvidia": "cuda", "amd": "hip"}.get(arch.vendor) or arch.name

@@ -207,7 +207,8 @@ class EmuDevice:
     `wave_order` (default: FORGE_EMU_WAVE_ORDER, else "ascending") is the order in which the waves
     of a block run between two barriers: "ascending", "descending" or "random:SEED"."""
 
-    def __init__(self, wave_size: int = 32, check: bool | None = None, store=None, wave_order: str | None = None):
+    def __init__(self, wave_size: int = 32, check: bool | None = None, store=None, wave_order: str | None = None,
+                 toolchain=None):
         if wave_size not in (32, 64):
             raise DeviceError(f"the CPU emulator has wave sizes 32 and 64, not {wave_size}")
         self.wave_size = wave_size
@@ -216,7 +217,7 @@ class EmuDevice:
         self.wave_order = (parse_wave_order(wave_order) if wave_order is not None
                            else parse_wave_order(env, "FORGE_EMU_WAVE_ORDER") if env else ("ascending", 0))
         self.name = "emu"
-        self._rt = emulator_runtime(store)
+        self._rt = emulator_runtime(store, toolchain=toolchain)  # toolchain: a kernel pack's, to find its runtime
         self._err = ctypes.create_string_buffer(1024)
         self._fault = (_U64 * 8)()
 

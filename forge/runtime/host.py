@@ -46,13 +46,14 @@ def runtime_source() -> str:
     return RUNTIME_SRC.read_text().replace('#include "host_abi.h"\n', ABI_HEADER.read_text(), 1)
 
 
-def build_runtime(store) -> bytes:
-    """The host runtime library (bytes, from the store; compiled on a miss). ToolchainError when
-    there is no C++ compiler."""
+def runtime_entry(store, tc=None):
+    """The store entry of the host runtime library (compiled on a miss; `tc`: the toolchain whose
+    build to find, e.g. a kernel pack's, which compiles nothing). ToolchainError when there is no C++
+    compiler, or the pack's runtime is not in the store."""
     from ..codegen.hostcc import compile_shared
     from ..codegen.store import BuildOutput, KeyInputs
     from ..codegen.toolchain import host_toolchain
-    tc = host_toolchain()
+    tc = tc or host_toolchain()
     if tc is None:
         raise ToolchainError("the host backend needs a C++ compiler: install g++ (apt-get install g++) or set CXX")
     source = runtime_source()
@@ -60,6 +61,9 @@ def build_runtime(store) -> bytes:
                        toolchain=tc.identity, flags=RUNTIME_FLAGS)
 
     def build():
+        if getattr(tc, "cxx", None) is None:
+            raise ToolchainError(f"the host runtime built by {tc.identity} is not in the store {store.root}, and "
+                                 f"there is no compiler here to build it: use a kernel pack that carries it")
         work = Path(tempfile.mkdtemp(prefix="forge-host-runtime-"))
         try:
             src, out = work / "host_runtime.cpp", work / "libforge_host.so"
@@ -72,17 +76,23 @@ def build_runtime(store) -> bytes:
             shutil.rmtree(work, ignore_errors=True)
 
     entry, _ = store.get_or_build(inputs, build)
-    return entry.read_object()
+    return entry
 
 
-def host_runtime(store=None) -> ctypes.CDLL:
-    """The loaded host runtime (one per process; its thread pool starts on the first launch)."""
+def build_runtime(store, tc=None) -> bytes:
+    """The host runtime library's bytes (runtime_entry's object, sha256-verified)."""
+    return runtime_entry(store, tc).read_object()
+
+
+def host_runtime(store=None, toolchain=None) -> ctypes.CDLL:
+    """The loaded host runtime (one per process; its thread pool starts on the first launch).
+    `toolchain`: a kernel pack's, to find the runtime the pack carries."""
     with _lock:
         if not _runtime:
             if store is None:
                 from ..codegen.store import Store, default_root
                 store = Store(default_root())
-            lib = load_library(build_runtime(store))
+            lib = load_library(build_runtime(store, toolchain))
             vp = ctypes.c_void_p
             lib.forge_host_run.argtypes = [vp, _U64]
             lib.forge_host_run.restype = None
@@ -261,9 +271,9 @@ class HostReplay:
 class HostDevice:
     """The host CPU as a Device for host-target kernels (block (1, 1, 1), no shared memory)."""
 
-    def __init__(self, store=None):
+    def __init__(self, store=None, toolchain=None):
         self.name = "host"
-        self._rt = host_runtime(store)
+        self._rt = host_runtime(store, toolchain)
 
     def __repr__(self) -> str:
         return f"<HostDevice {self.threads} threads>"
