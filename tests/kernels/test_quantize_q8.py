@@ -99,10 +99,10 @@ def test_property_test_catches_mutant(host_kctx, mutant, tmp_path, monkeypatch):
 GPU_MUTANTS = {
     # an exact half rounds toward zero
     "ties_toward_zero": ("(f >= 0.5f ? 1 : 0)", "(f > 0.5f ? 1 : 0)"),
-    # the sum of q misses the block's second half (xd[1] wrong; one assertion site fails)
-    "half_sum": ("        sum += q;", "        sum += i < 4 ? q : 0;"),
-    # the second 16-byte store of a block's xq is lost
-    "half_stored": ("for (u32 i = 0; i < 2; ++i) {\n      u32x4 s;", "for (u32 i = 0; i < 1; ++i) {\n      u32x4 s;"),
+    # the sum of q covers half the block's lanes (xd[1] wrong; one assertion site fails)
+    "half_sum": ("for (u32 o = 16; o > 0; o >>= 1) v += shfl_xor(v, o);", "for (u32 o = 8; o > 0; o >>= 1) v += shfl_xor(v, o);"),
+    # the upper half of a block's xq is never stored
+    "half_stored": ("      xq[row * nc + 32u * b + i] = (i8)q;", "      if (i < 16u) xq[row * nc + 32u * b + i] = (i8)q;"),
 }
 
 

@@ -18,10 +18,10 @@ Arguments: x f32 [T][n_cols], xq i8 [T][n_cols], xd f32 [T][n_cols / 32][2]; n_c
 multiple of 32 (the kernel writes floor(n_cols / 32) blocks). Launch shape rows = T (one block
 per token row on the host), and optionally n_cols, which the launch then checks.
 
-GPU (quantize_q8.hip.j2): grid (ceil(n_cols / 32 / GPU_THREADS), T) — one thread per 32-column
-block; with no n_cols at launch, one block per row whose threads loop — each thread a whole block
-at a time (16-byte loads and stores, no barrier or wave operation). Pass n_cols: one block for a
-14336-column row measured ~15 us on the H100 (docs/PERFORMANCE.md).
+GPU (quantize_q8.hip.j2): a 32-lane segment per 32-column block, one element per lane, the block's
+amax / NaN flag / sum(q) as shuffle reductions inside the segment; grid (ceil(n_cols / 32 /
+(GPU_THREADS / 32)), T) when n_cols is given, else one block per row whose segments loop. Pass
+n_cols (docs/PERFORMANCE.md: a thread per block measured ~6 us for 4096 columns on the H100).
 """
 
 from ...arch import Arch
@@ -36,7 +36,7 @@ class QuantizeQ8(KernelSpec):
     space: dict = {}
     host = True
     gpu = True
-    barrier_free = True
+    barrier_free = False  # GPU: shuffle reductions inside 32-lane segments (the host kernel has none)
     doc = "xq = roundf(x / d), d = amax / 127 per 32 columns; xd = (d, d * sum(xq))"
 
     def args(self, p):
@@ -48,8 +48,8 @@ class QuantizeQ8(KernelSpec):
         if rows < 1 or (n_cols is not None and (n_cols < 32 or n_cols % 32)):
             raise SpecError(f"quantize_q8: rows={rows} must be at least 1 and n_cols={n_cols} a positive "
                             "multiple of 32")
-        if arch.is_gpu_semantics:  # a thread per 32-column block when n_cols is given (else one block a row)
-            return Launch((-(-(n_cols // 32) // GPU_THREADS) if n_cols else 1, rows, 1), (GPU_THREADS, 1, 1))
+        if arch.is_gpu_semantics:  # 32 lanes per 32-column block when n_cols is given (else one block a row)
+            return Launch((-(-(n_cols // 32) // (GPU_THREADS // 32)) if n_cols else 1, rows, 1), (GPU_THREADS, 1, 1))
         return Launch((rows, 1, 1), (1, 1, 1))
 
     # --- GPU kernels (quantize_q8.hip.j2) ------------------------------------------------------
