@@ -189,7 +189,7 @@ def cmd_cache(args) -> int:
     elif args.action == "verify":
         bad = store.verify()
         for name, problem in bad:
-            print(f"corrupt: {name}: {problem}")
+            print(f"{name}: {problem}")
         if bad:
             print(f"{_plural(len(bad), 'problem')} in {store.root}; `forge cache repair` removes only those "
                   f"(each entry is rebuilt when next needed)")

@@ -188,6 +188,9 @@ def _check_entry(key: str, path: Path, files: bool = False) -> tuple[dict | None
     body = {k: v for k, v in meta.items() if k != "meta_sha256"}
     if meta.get("meta_sha256") != _sha256(_canonical(body)):
         return meta, f"{META_FILE} was edited (its meta_sha256 does not match its contents)"
+    if meta.get("store_format") != STORE_FORMAT:  # an older layout: its key means something else now
+        return meta, (f"stale: written in store format {meta.get('store_format')}, this forge uses "
+                      f"{STORE_FORMAT} (never loaded; `forge cache repair` removes it)")
     try:
         recorded = KeyInputs.from_dict(meta.get("key_inputs")).key()
     except (ValueError, TypeError) as e:

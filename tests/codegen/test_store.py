@@ -63,6 +63,15 @@ def test_key_inputs_normalize_and_refuse_bad_fields():
         KeyInputs.from_dict({**inputs().as_dict(), "extra": 1})
 
 
+def test_entries_of_an_older_store_format_are_stale_not_loaded(store, monkeypatch):
+    monkeypatch.setattr(store_mod, "STORE_FORMAT", store_mod.STORE_FORMAT - 1)
+    old, _ = store.get_or_build(inputs(), output)
+    monkeypatch.undo()
+    assert store.verify() == [(old.key, f"stale: written in store format {store_mod.STORE_FORMAT - 1}, this forge "
+                                        f"uses {store_mod.STORE_FORMAT} (never loaded; `forge cache repair` removes it)")]
+    assert store.repair() == [str(old.path.relative_to(store.root))] and store.verify() == []
+
+
 def test_store_format_version_enters_the_key(monkeypatch):
     before = inputs().key()
     monkeypatch.setattr(store_mod, "STORE_FORMAT", store_mod.STORE_FORMAT + 1)
