@@ -29,8 +29,8 @@ def _fmt(v) -> str:
     return "-" if v is None else str(v)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+def _plural(n: int, word: str, plural: str = "") -> str:
+    return f"{n} {word if n == 1 else plural or word + 's'}"
 
 
 def _quoted(items) -> str:
@@ -202,7 +202,7 @@ def cmd_cache(args) -> int:
         print(f"removed {_plural(len(removed), 'item')} from {store.root}; {store.stats()['entries']} valid "
               f"entries kept")
     elif args.action == "clear":
-        print(f"removed {_plural(store.clear(), 'entry').replace('entrys', 'entries')} from {store.root}")
+        print(f"removed {_plural(store.clear(), 'entry', 'entries')} from {store.root}")
     return 0
 
 
