@@ -135,6 +135,11 @@ def cmd_build(args) -> int:
     arch = get_arch(args.arch)
     store = _store(args)
     tc = toolchain_for(arch)
+    if args.model is not None:
+        if args.pack is None or args.kernels:
+            raise ForgeError("--model selects the kernels of a pack: use it with --pack FILE, without --kernels")
+        from .model.packs import model_kernels
+        args.kernels = [v.symbol for v in model_kernels(args.model, arch)]
     n = len(_select(arch, args.kernels))
     print(f"forge build: {_plural(n, 'variant')} for {arch.name} with {tc.identity} into {store.root}"
           + (" (forced rebuild)" if args.force else ""), file=sys.stderr)
@@ -157,7 +162,14 @@ def cmd_build(args) -> int:
     print(_table(rows, ["kernel", "variant", "status", "seconds", "VGPR", "SGPR", "LDS", "scratch"]))
     _report_failures(records)
     print("\n" + _summary(records, arch, time.perf_counter() - t0, store.root))
-    return 1 if any(r.status == "failed" for r in records) else 0
+    failed = any(r.status == "failed" for r in records)
+    if args.pack is not None and not failed:
+        from .model.packs import build_pack
+        m = build_pack(store, arch, args.pack, args.model)
+        libs = len(m.entries) - len(m.kernels)
+        print(f"{args.pack}: {_plural(len(m.kernels), 'kernel')}{f' and the runtime library' if libs else ''} "
+              f"for {arch.name} ({m.toolchain}){f', what {args.model} needs' if args.model else ''}")
+    return 1 if failed else 0
 
 
 CACHE_ACTIONS = {
@@ -216,6 +228,8 @@ def cmd_doctor(args) -> int:
         except ForgeError as e:
             problems += 1
             print(f"{a.name:8} unavailable: {e}")
+    from .runtime.hip import hip_status
+    print(hip_status())  # informative: a machine without an AMD GPU is not a problem
     try:
         store = _store(args)
         note = "" if store.writable() else " (read-only: serves what it holds, cannot store new builds)"
@@ -277,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the assembly (AMD, host) or PTX (NVIDIA) beside each object; for entries already "
                         "stored without one this compiles again")
     b.add_argument("--force", action="store_true", help="rebuild the selected variants even when stored")
+    b.add_argument("--pack", metavar="FILE.tar",
+                   help="also write a kernel pack: the built kernels (and a CPU backend's runtime) for machines "
+                        "with no compiler (`forge run --kernels FILE.tar`)")
+    b.add_argument("--model", metavar="MODEL.gguf", help="with --pack: only the kernels this model needs")
     b.add_argument("--quiet", "-q", action="store_true", help="no progress")
     b.set_defaults(fn=cmd_build)
 
@@ -298,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", parents=[sub_common], help="describe a GGUF model file")
     i.add_argument("model")
     i.set_defaults(fn=cmd_info)
+
+    from .cli_model import register
+    register(sub, sub_common)  # run, fetch, graph, perplexity, bench
     return p
 
 

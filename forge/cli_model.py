@@ -22,10 +22,19 @@ def _model_path(arg: str | None, quiet: bool = False) -> Path:
     return p
 
 
+def _use_cache_dir(args) -> None:
+    """--cache-dir for the store forge.load's dispatcher opens (it reads FORGE_CACHE_DIR)."""
+    import os
+    if getattr(args, "cache_dir", None):
+        os.environ["FORGE_CACHE_DIR"] = str(args.cache_dir)
+
+
 def _load(args):
     import forge
+    _use_cache_dir(args)
     path = _model_path(args.model, getattr(args, "quiet", False))
-    return forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=args.ctx)
+    return forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=args.ctx,
+                      kernels=args.kernels)
 
 
 def cmd_run(args) -> int:
@@ -97,9 +106,11 @@ def cmd_bench(args) -> int:
 
     import forge
     from .model.bench import bench
+    _use_cache_dir(args)
     path = _model_path(args.model)
     ctx = max(args.p, args.depth + args.n + 2)
-    m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=ctx)
+    m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=ctx,
+                   kernels=args.kernels)
     r = bench(m, n_prompt=args.p, n_gen=args.n, depth=args.depth, reps=args.reps)
     if args.json:
         print(json.dumps({"model": r.model, "backend": r.backend, "arch": r.arch, "pp": args.p, "tg": args.n,
@@ -119,6 +130,8 @@ def _model_options(p) -> None:
     p.add_argument("--arch", help="build kernels for this arch instead of the device's own (see `forge archs`)")
     p.add_argument("--kv-dtype", default="f16", choices=["f16", "f32", "fp8", "q8_0"], help="KV cache storage")
     p.add_argument("--ctx", type=int, default=None, help="context tokens (default: the model's, at most 4096)")
+    p.add_argument("--kernels", metavar="PACK.tar", help="run the kernels of a pack (`forge build --pack`); no "
+                                                         "compiler needed")
 
 
 def register(sub, common) -> None:
