@@ -1,3 +1,6 @@
+"""Diagnostic for the lent GPU machine (h100_run.sh `diag` step): compile two gemv variants for sm_90
+with the NVRTC found there and print its identity, the start of the compile log and the resources
+parsed from ptxas's report (test_resources relies on that report)."""
 import tempfile
 from pathlib import Path
 from forge.arch import get_arch
