@@ -49,13 +49,13 @@ def test_gemv_streams_weights_with_16_byte_loads(store):
     assert "global_load_b128" in _asm(store, "gemv", {"wtype": "q4_k"}, "gfx1100")
 
 
-@pytest.mark.parametrize("wtype,wide,narrow", [("q4_0", "ds_read_u16", "ds_read_u8"),
-                                               ("f32", "ds_read_b128", "ds_read_u8"),
-                                               ("mxfp4", "ds_read_b32", None)])
-def test_gemv_reads_staged_blocks_with_aligned_loads(store, wtype, wide, narrow):
-    """Fields are read from shared memory with the widest loads the block alignment allows (a Q4_0
-    block is 2-byte aligned, f32 units are read 16 bytes at a time when aligned, MXFP4's 17-byte
-    blocks through aligned words), not byte by byte: byte loads from lane-strided groups conflict."""
+@pytest.mark.parametrize("wtype,wide,narrow", [("q4_0", "global_load_ushort", "global_load_ubyte"),
+                                               ("f32", "global_load_dwordx4", "global_load_ubyte"),
+                                               ("mxfp4", "global_load_dword", None)])
+def test_gemv_reads_blocks_with_aligned_loads(store, wtype, wide, narrow):
+    """The GEMV decodes straight from global memory (no staging since issue 13) with the widest loads
+    the block alignment allows (a Q4_0 block is 2-byte aligned, f32 units are read 16 bytes at a time
+    when aligned, MXFP4's 17-byte blocks through aligned words), not byte by byte."""
     asm = _asm(store, "gemv", {"wtype": wtype}, "gfx950")
     assert wide in asm
     if narrow:
