@@ -123,8 +123,7 @@ class Executor:
         self.max_context = int(max_context)
         self.chunk = max(1, min(prefill_chunk, self.max_context))
         self.kernels = dispatcher or Dispatcher(device, arch)
-        self.opts = LowerOptions(kv_dtype=kv_dtype, page_size=page_size,
-                                 splits=splits or self._default_splits())
+        self.opts = LowerOptions(kv_dtype=kv_dtype, page_size=page_size, splits=splits or self._default_splits())
         attn = [n for n in graph.nodes if n.op == "attention"]
         if not attn:
             raise GraphError(f"graph {graph.name} has no attention node")
@@ -143,11 +142,9 @@ class Executor:
         self._decode = None
 
     def _default_splits(self) -> int:
-        """attn_decode chunks: one per pool thread on the host (the split is its parallelism), a
-        handful on the emulator, enough blocks to spread a long context on a GPU."""
-        if not self.arch.is_gpu_semantics:
-            return max(1, getattr(self.device, "threads", 2))
-        return 4 if self.arch.vendor == "emu" else 16
+        """attn_decode chunks on the host: one per pool thread (the split is its parallelism);
+        elsewhere 0, so lowering sizes them from the arch (lower.decode_splits)."""
+        return max(1, getattr(self.device, "threads", 2)) if not self.arch.is_gpu_semantics else 0
 
     # ---- memory ---------------------------------------------------------------------------------
     def _alloc(self, nbytes: int):

@@ -46,7 +46,7 @@ class LowerOptions:
 
     kv_dtype: str = "f16"
     page_size: int = 16
-    splits: int = 4  # attn_decode chunks (fixed: a captured decode step has a fixed grid)
+    splits: int = 0  # attn_decode chunks (fixed: a captured decode step has a fixed grid); 0: decode_splits()
 
 
 @dataclass
@@ -65,9 +65,12 @@ def has_variant(family: str, arch: Arch, **params: Any) -> bool:
         return False
 
 
-def uses_q8(arch: Arch, wtype: str, n_cols: int) -> bool:
-    """Whether a matmul of this weight type takes the 8-bit-activation integer path on `arch`."""
-    return arch.has("dot4_i8") and n_cols % 32 == 0 and has_variant("matmul_q8", arch, wtype=wtype)
+def uses_q8(arch: Arch, wtype: str, n_cols: int, rows: int = 1) -> bool:
+    """Whether a matmul of this weight type over `rows` tokens takes the 8-bit-activation integer
+    path on `arch`: where the arch has 4-way int8 dot products and matmul_q8 the type — on a GPU
+    for one token only (its GPU kernel reads the weights once per token: prefill keeps gemm)."""
+    return (arch.has("dot4_i8") and n_cols % 32 == 0 and (rows == 1 or not arch.is_gpu_semantics)
+            and has_variant("matmul_q8", arch, wtype=wtype))
 
 
 class _Lowerer:
@@ -121,7 +124,7 @@ class _Lowerer:
         wt = self.g.tensors[w].dtype
         n_in = self.shape(w)[1]
         x = self.ref(x)
-        if uses_q8(self.arch, wt, n_in):
+        if uses_q8(self.arch, wt, n_in, rows):
             xq, xd = self.quantized(x, rows, n_in)
             self.call("matmul_q8", {"wtype": wt},
                       {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
@@ -194,7 +197,7 @@ class _Lowerer:
                        "n_past": ("n_past_host",), "causal": 1},
                       o, n_q=self.dims["T"], n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"])
             return
-        ns, h, d = self.opts.splits, a["n_heads"], a["head_dim"]
+        ns, h, d = self.opts.splits or decode_splits(self.arch, a["n_kv_heads"]), a["n_heads"], a["head_dim"]
         po = self.scratch(f"attn.part_o", ns * h * d * 4)
         pml = self.scratch(f"attn.part_ml", ns * h * 2 * 4)
         self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
@@ -211,6 +214,17 @@ class _Lowerer:
             self.alias[y] = x
         else:  # a view of x's last R rows
             self.alias[y] = ("view", x, (T - R) * self.shape(y)[1] * 4)
+
+
+def decode_splits(arch: Arch, n_kv_heads: int) -> int:
+    """attn_decode's split count when none is set: about two blocks per compute unit over the KV
+    heads on a GPU (the context is long; empty splits cost a block each), 4 on the emulator, 2 on
+    the host (the executor passes its pool size there)."""
+    if not arch.is_gpu_semantics:
+        return 2
+    if not arch.compute_units:
+        return 4
+    return max(1, min(64, 2 * arch.compute_units // max(1, n_kv_heads)))
 
 
 def lower(g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOptions | None = None) -> Lowered:

@@ -17,8 +17,12 @@ from tests.oracles.llama import Reference
 SHAPE = dict(n_embd=128, n_head=2, n_head_kv=1, n_ff=256)
 
 
-@pytest.fixture(params=["cpu", "emu"])
+@pytest.fixture(params=["cpu", "emu", "cuda"])
 def backend(request):
+    """The CPU targets by default; `--backend cuda` runs these on the GPU instead."""
+    want = request.config.getoption("--backend")
+    if (request.param == "cuda") != (want == "cuda"):
+        pytest.skip(f"backend {request.param} is not selected (--backend {want})")
     return request.param
 
 
@@ -36,12 +40,12 @@ def spm_path(tmp_path_factory):
 def test_greedy_generation_follows_the_reference_argmax(backend, vocab, bpe_path, spm_path):
     path = bpe_path if vocab == "bpe" else spm_path
     m = forge.load(path, backend=backend, max_context=64)
-    ref = Reference(path, q8=lambda t, c: uses_q8(m.executor.arch, t, c))
+    ref = Reference(path, q8=lambda t, c: uses_q8(m.executor.arch, t, c, 2))
     g = m.generate("hello world", 8, temperature=0)
     ids = list(g.prompt_tokens)
     assert ids == m.tokenizer.encode("hello world") and (ids[0] == 1) == (vocab == "spm")  # SPM adds BOS
-    for tok in g.tokens:
-        want = ref.logits(ids)[-1]
+    for i, tok in enumerate(g.tokens):  # the first from the prefill, the rest from decode steps
+        want = ref.logits(ids, q8_last=lambda t, c: uses_q8(m.executor.arch, t, c, 1 if i else 2))[-1]
         top2 = np.sort(want)[-2:]
         if top2[1] - top2[0] > 2e-2 * np.abs(want).max():  # the path's tolerance (tests/runtime/test_executor.py)
             assert tok == int(np.argmax(want))

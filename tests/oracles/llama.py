@@ -27,6 +27,7 @@ class Reference:
         self.cfg = load_config(path)
         self.wtypes = weight_types(self.g)
         self.q8 = q8 or (lambda wtype, n_cols: False)
+        self._q8_last = None
         self._w: dict[str, np.ndarray] = {}
 
     def w(self, name: str) -> np.ndarray:
@@ -38,10 +39,16 @@ class Reference:
         return self._w[name]
 
     def mm(self, x, name):
-        """x @ W^T, x first quantized to 8-bit blocks where the kernel does."""
+        """x @ W^T, the rows of x first quantized to 8-bit blocks where the kernel does (self.q8;
+        the last row by self._q8_last when a call sets it: a decode step after a prefill)."""
         w = self.w(name)
-        if self.q8(self.wtypes[name], w.shape[1]):
-            x = quantize_q8(x)
+        preds = [self.q8] * len(x)
+        if self._q8_last is not None:
+            preds[-1] = self._q8_last
+        mask = np.array([p(self.wtypes[name], w.shape[1]) for p in preds], bool)
+        if mask.any():
+            x = x.copy()
+            x[mask] = quantize_q8(x[mask])
         return x @ w.T
 
     def rms(self, x, w):
@@ -63,8 +70,16 @@ class Reference:
             out[..., 0:c.n_rot:2], out[..., 1:c.n_rot:2] = a * cos - b * sin, a * sin + b * cos
         return out
 
-    def logits(self, ids) -> np.ndarray:
-        """float64 logits [T, vocab] of the token ids at positions 0..T-1."""
+    def logits(self, ids, q8_last=None) -> np.ndarray:
+        """float64 logits [T, vocab] of the token ids at positions 0..T-1; `q8_last`, a predicate
+        like the constructor's `q8`, replaces it for the last row."""
+        self._q8_last = q8_last
+        try:
+            return self._logits(ids)
+        finally:
+            self._q8_last = None
+
+    def _logits(self, ids) -> np.ndarray:
         c = self.cfg
         ids = np.asarray(ids)
         T, hd = len(ids), c.head_dim

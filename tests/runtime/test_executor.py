@@ -43,15 +43,23 @@ def executor(path, backend, kv="f32", chunk=5, max_context=64):
 
 
 def bound(ex, kv):
-    q8 = any(uses_q8(ex.arch, t.dtype, t.shape[-1]) for t in ex.graph.of_kind("weight") if len(t.shape) == 2)
+    q8 = any(uses_q8(ex.arch, t.dtype, t.shape[-1], r) for t in ex.graph.of_kind("weight") if len(t.shape) == 2
+             for r in (1, 2))
     return 2e-2 if q8 else (4e-3 if kv == "f16" else 1e-4)
 
 
-@pytest.fixture(params=["emu", "cpu"])
+@pytest.fixture(params=["emu", "cpu", "cuda"])
 def backend(request):
-    if request.param == "cpu":
-        pytest.importorskip("forge.runtime.host", reason="the host backend is not in this build")
+    """The CPU targets by default; `--backend cuda` runs these on the GPU instead."""
+    want = request.config.getoption("--backend")
+    if (request.param == "cuda") != (want == "cuda"):
+        pytest.skip(f"backend {request.param} is not selected (--backend {want})")
     return request.param
+
+
+def q8_rule(ex, rows):
+    """The reference's 8-bit-activation predicate for matmuls over `rows` tokens on ex's arch."""
+    return lambda t, cols: uses_q8(ex.arch, t, cols, rows)
 
 
 @pytest.mark.parametrize("wtype", TYPES)
@@ -61,21 +69,22 @@ def test_logits_match_the_reference(tmp_path, backend, wtype, arch, tied):
     p = write_tiny_gguf(tmp_path / "m.gguf", arch=arch, tied=tied, n_embd=n_embd, n_head=n_embd // 64, n_head_kv=1,
                         n_ff=256, weight_type=wtype, embd_type="Q8_0" if wtype.endswith("_K") else None)
     ex = executor(p, backend)
-    ref = Reference(p, q8=lambda t, cols: uses_q8(ex.arch, t, cols))
+    ref = Reference(p, q8=q8_rule(ex, 2))  # prefill chunks of 5 and 3 tokens
     want = ref.logits(IDS)
     tol = bound(ex, "f32") * np.abs(want).max()
     got = ex.prefill(IDS, all_rows=True)  # 13 tokens in chunks of 5: cache reuse across chunks
     assert np.abs(got - want).max() <= tol, np.abs(got - want).max() / np.abs(want).max()
     ex.prefill(IDS[:-1])  # then the last token through the decode path
     dec = ex.decode_logits(int(IDS[-1]), len(IDS) - 1)
-    assert np.abs(dec[0] - want[-1]).max() <= tol
+    want_dec = ref.logits(IDS, q8_last=q8_rule(ex, 1))[-1]
+    assert np.abs(dec[0] - want_dec).max() <= tol
     ex.close()
 
 
 def test_f16_kv_cache(tmp_path, backend):
     p = write_tiny_gguf(tmp_path / "m.gguf", n_embd=128, n_head=2, n_head_kv=1, n_ff=256, weight_type="F16")
     ex = executor(p, backend, kv="f16")
-    want = Reference(p, q8=lambda t, cols: uses_q8(ex.arch, t, cols)).logits(IDS)
+    want = Reference(p, q8=q8_rule(ex, 2)).logits(IDS)
     got = ex.prefill(IDS, all_rows=True)
     assert np.abs(got - want).max() <= bound(ex, "f16") * np.abs(want).max()
 
@@ -86,12 +95,12 @@ def test_sampled_greedy_token_is_the_argmax(tmp_path, backend):
     from forge.runtime.executor import SamplingSettings
     p = write_tiny_gguf(tmp_path / "m.gguf", n_embd=128, n_head=2, n_head_kv=1, n_ff=256, weight_type="Q8_0")
     ex = executor(p, backend)
-    ref = Reference(p, q8=lambda t, cols: uses_q8(ex.arch, t, cols))
+    ref = Reference(p, q8=q8_rule(ex, 2))
     ids = list(IDS[:6])
     ex.set_sampling(SamplingSettings(temperature=0.0), ids)
     tok = ex.prefill(np.array(ids, np.int32), sample=True)
     for _ in range(4):
-        want = ref.logits(ids)[-1]
+        want = ref.logits(ids, q8_last=q8_rule(ex, 1))[-1]
         top2 = np.sort(want)[-2:]
         if top2[1] - top2[0] > 1e-2 * np.abs(want).max():
             assert tok == int(np.argmax(want))
