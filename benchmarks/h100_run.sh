@@ -10,17 +10,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/forge-out}
 mkdir -p "$OUT"
 STEPS=${STEPS:-"tests peer gemv attn"}
-export PYTHONUNBUFFERED=1 FORGE_CACHE_DIR=/tmp/forge-cache
-if ls .whl/*.whl >/dev/null 2>&1; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH=/tmp/site:$PWD || exit 1
-fi
-if [ -f .carry/nvrtc/libnvrtc.so.13.xz ]; then
-  mkdir -p /tmp/nvrtc
-  xz -dc .carry/nvrtc/libnvrtc.so.13.xz > /tmp/nvrtc/libnvrtc.so.13
-  xz -dc .carry/nvrtc/libnvrtc-builtins.so.13.5.xz > /tmp/nvrtc/libnvrtc-builtins.so.13.5
-  export LD_PRELOAD=/tmp/nvrtc/libnvrtc.so.13 LD_LIBRARY_PATH=/tmp/nvrtc:${LD_LIBRARY_PATH:-}
-fi
+source benchmarks/gpu_env.sh
 {
   date -u; git log --oneline -1 2>/dev/null || true
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,temperature.gpu,power.draw --format=csv
