@@ -35,6 +35,7 @@ for step in ${STEPS:-prep bench}; do
     bench)
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
       for f in $FILES; do
+        [ "${PEER:-1}" = 1 ] || break  # PEER=0: forge only (the peer's numbers from an earlier call on this machine)
         [ -f "$M/$f.gguf" ] || { echo "missing $f"; continue; }
         timeout 200 "$W/llama.cpp/build/bin/llama-bench" -m "$M/$f.gguf" -ngl 99 -p 512 -n 128 -fa 0,1 -r 3 -o json \
           > "$M/bench-$f.json" 2> "$M/bench-$f.err" || tail -3 "$M/bench-$f.err"
@@ -52,6 +53,9 @@ PY
           > "$M/forge-$f.txt" 2>&1 || echo "forge bench $f failed"
         { echo "### $f"; cat "$M/forge-$f.txt"; } | tee -a "$OUT/forge.txt"
       done ;;
+    tests)
+      timeout 150 python3 -m pytest -q -p no:cacheprovider --backend cuda tests/runtime/test_executor.py \
+        tests/model/test_model.py > "$OUT/gpu_model_tests.log" 2>&1; tail -30 "$OUT/gpu_model_tests.log" ;;
   esac
   echo "== step $step: $(( $(date +%s) - t0 )) s"
 done

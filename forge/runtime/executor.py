@@ -182,14 +182,18 @@ class Executor:
         self._decode = None
 
     # ---- phases ---------------------------------------------------------------------------------
-    def _phase(self, phase: str) -> "_Phase":
-        p = self._phases.get(phase)
+    def _phase(self, phase: str, T: int = 1, R: int = 1) -> "_Phase":
+        """The buffer plan for a phase's steps of T tokens and R output rows. Lowering may choose
+        other kernels (and scratch) for one token or one row, so a plan covers one class of steps:
+        decode; prefill of one token; prefill of many, all rows or the last one."""
+        key = (phase, T == 1, R == 1)
+        p = self._phases.get(key)
         if p is None:
-            T = 1 if phase == "decode" else self.chunk
-            lowered = lower(self.graph, self.arch, phase, T, T, self.opts)
+            Tp = 1 if phase == "decode" or T == 1 else self.chunk
+            lowered = lower(self.graph, self.arch, phase, Tp, 1 if R == 1 else Tp, self.opts)
             slot_of, slot_size = plan_buffers(lowered.calls, lowered.sizes, set(lowered.outputs))
             slots = [self._alloc(n) for n in slot_size]
-            p = self._phases[phase] = _Phase(phase, slot_of, slots, sum(slot_size))
+            p = self._phases[key] = _Phase(phase, slot_of, slots, sum(slot_size))
         return p
 
     def _bind(self, phase: str, T: int, R: int, n_past: int, sample: bool) -> list[BoundLaunch]:
@@ -197,7 +201,7 @@ class Executor:
         got = self._bound.get(key)
         if got is not None:
             return got
-        ph = self._phase(phase)
+        ph = self._phase(phase, T, R)
         lowered = lower(self.graph, self.arch, phase, T, R, self.opts)
         host = {"kv_len_host": n_past + T, "n_past_host": n_past}
         launches = [self._bind_call(c, ph, host) for c in lowered.calls]
@@ -278,7 +282,7 @@ class Executor:
             R = T if all_rows else 1
             self._set_ctrl(n_past + s, T)
             self.device.upload(self.tokens, part)
-            ph = self._phase("prefill")
+            ph = self._phase("prefill", T, R)
             launches = self._bind("prefill", T, R, n_past + s, sample and last)
             for b in launches:
                 self.device.launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args)
