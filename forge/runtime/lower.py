@@ -19,12 +19,12 @@ Choices, by what the arch offers (never by its name):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
+from ..codegen.specs.rope import freq_log2
 from ..errors import SpecError
 from .graph import GraphError, LayerGraph
 
@@ -171,7 +171,7 @@ class _Lowerer:
         a = n.attrs
         self.call("rope", {"mode": a["mode"], "dtype": "f32", "block": 128},
                   {"x": x, "pos": pos, "n_heads": a["n_heads"], "head_dim": a["head_dim"], "n_rot": a["n_rot"],
-                   "freq_log2": -2.0 * math.log2(a["base"]) / a["n_rot"], "freq_scale": float(a["scale"])},
+                   "freq_log2": freq_log2(a["base"], a["n_rot"]), "freq_scale": float(a["scale"])},
                   y, n_tokens=self.dims["T"], n_heads=a["n_heads"], n_rot=a["n_rot"])
 
     def kv_store(self, n, k, v, pos):
@@ -181,7 +181,7 @@ class _Lowerer:
                    "k_cache": ("kv", i, "k"), "v_cache": ("kv", i, "v"), "n_tokens": self.dims["T"],
                    "n_kv_heads": a["n_kv_heads"], "head_dim": a["head_dim"], "page_size": self.opts.page_size,
                    "n_rot": a["n_rot"], "rope_neox": int(a["mode"] == "neox"),
-                   "freq_log2": -2.0 * math.log2(a["base"]) / a["n_rot"], "freq_scale": float(a["scale"])},
+                   "freq_log2": freq_log2(a["base"], a["n_rot"]), "freq_scale": float(a["scale"])},
                   n.outputs[0], n_tokens=self.dims["T"], n_kv_heads=a["n_kv_heads"])
 
     def attention(self, n, q, cache):
