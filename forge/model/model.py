@@ -216,6 +216,7 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
     device, a = open_backend(backend, arch, store=store, toolchain=toolchain)
     dispatcher = Dispatcher(device, a, store, toolchain=toolchain) if toolchain is not None else None
     ex = Executor(graph, weight_arrays(g), device, a, max_context=ctx, kv_dtype=kv_dtype, dispatcher=dispatcher)
+    ex.warm()  # every kernel compiled (in parallel) and loaded now, not inside the first timed step
     return Model(path, cfg, tokenizer, ex, backend if backend != "auto" else device.name)
 
 

@@ -323,11 +323,22 @@ class Executor:
             self.device.launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args)
         return self._read_logits(self._phase("decode"), 1)
 
-    def kernel_table(self, phase: str = "decode") -> list[tuple[str, str]]:
-        """(graph node, kernel symbol) per launch of a phase: what `forge graph` and packs list."""
-        T = 1 if phase == "decode" else self.chunk
-        lowered = lower(self.graph, self.arch, phase, T, 1, self.opts)
-        return [(c.node, self.kernels.get(c.family, **c.params).symbol) for c in lowered.calls]
+    def warm(self, jobs: int | None = None) -> int:
+        """Compile (in parallel, into the store; a pack's toolchain only finds entries) and load
+        every kernel this model runs, so the first prefill and decode step time only themselves.
+        Returns how many kernels. CompileError/ToolchainError/PackError as the dispatcher's."""
+        import os
+        from concurrent.futures import ThreadPoolExecutor
+
+        from ..codegen.build import compile_variant
+        from .lower import kernel_set
+        variants = kernel_set(self.graph, self.arch, self.opts, self.chunk)
+        d = self.kernels
+        with ThreadPoolExecutor(max(1, jobs or os.cpu_count() or 1)) as pool:
+            list(pool.map(lambda v: compile_variant(v, self.arch, d.store, tc=d.toolchain), variants))
+        for v in variants:
+            d.get(v.family, **v.params)
+        return len(variants)
 
 
 @dataclass
