@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel compiles, at least 1 (default: all cores)")
     b.add_argument("--asm", action="store_true",
                    help="keep the assembly (AMD, host) or PTX (NVIDIA) beside each object; for entries already "
-                        "stored without one this compiles again")
+                        "stored without one, the listing alone is made (no object, no link)")
     b.add_argument("--force", action="store_true", help="rebuild the selected variants even when stored")
     b.add_argument("--pack", metavar="FILE.tar",
                    help="also write a kernel pack: the built kernels (and a CPU backend's runtime) for machines "

@@ -19,7 +19,7 @@ from ..errors import ForgeError
 from .render import override_source, render
 from .spec import Variant, select_variants
 from .store import BuildOutput, Entry, KeyInputs, Store
-from .toolchain import Toolchain, timed_compile, toolchain_for
+from .toolchain import Toolchain, kill_compilers, timed_compile, toolchain_for
 
 ASM_FILE = "kernel.asm"
 
@@ -79,11 +79,10 @@ def _compile(variant, arch, tc, source, store, keep_asm, cancel=None) -> BuildOu
 
 
 def _add_asm(entry: Entry, variant, arch, tc, source, store, cancel=None) -> Entry:
-    """A cached entry with its assembly listing added (recorded in its meta.json). The toolchains
-    produce a listing only beside an object, so this compiles the kernel again and keeps only the
-    listing: as slow as a build."""
-    res = _compile_in(store, variant, cancel, lambda work: tc.compile(source, arch, variant.symbol, work, True))
-    return store.add_file(entry, ASM_FILE, res.asm)
+    """A cached entry with its assembly listing added (recorded in its meta.json): the toolchain
+    makes the listing alone (clang -S, g++ -S, NVRTC's PTX), no object."""
+    asm = _compile_in(store, variant, cancel, lambda work: tc.assemble(source, arch, variant.symbol, work))
+    return store.add_file(entry, ASM_FILE, asm)
 
 
 def _compile_variant(variant, arch, store, keep_asm, tc, force, cancel) -> tuple[Entry, str, bool]:
@@ -184,6 +183,7 @@ def build_all(arch: Arch, store: Store, patterns: Iterable[str] | None = None, j
     except KeyboardInterrupt:
         cancel.set()
         pool.shutdown(wait=False, cancel_futures=True)
+        kill_compilers()  # the compiler processes in flight stop now (a Ctrl-C sent to forge alone too)
         _wait_in_flight(futures)
         for f, i in futures.items():
             if not f.cancelled() and f.exception() is None:

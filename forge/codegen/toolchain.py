@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,17 +58,45 @@ class Toolchain:
     def compile(self, source: str, arch: Arch, symbol: str, workdir: Path, keep_asm: bool) -> CompileResult:
         raise NotImplementedError
 
+    def assemble(self, source: str, arch: Arch, symbol: str, workdir: Path) -> str:
+        """The assembly listing (PTX for NVRTC) alone, for an entry stored without one. Toolchains
+        that can make it without an object override this; the fallback compiles the object too."""
+        return self.compile(source, arch, symbol, workdir, True).asm
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.identity}>"
+
+
+_running: set = set()  # compiler processes in flight (kill_compilers stops them on Ctrl-C)
+_running_lock = threading.Lock()
+
+
+def kill_compilers() -> int:
+    """Kill every compiler process forge started that is still running; returns how many."""
+    with _running_lock:
+        procs = list(_running)
+    for p in procs:
+        try:
+            p.kill()
+        except OSError:
+            pass
+    return len(procs)
 
 
 def _run(cmd: list[str], src_path: Path, what: str) -> str:
     """Run a compiler command; CompileError with its output and the source path when it fails."""
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except OSError as e:
         raise ToolchainError(f"cannot run {cmd[0]}: {e}") from None
-    out = (proc.stdout + proc.stderr).strip()
+    with _running_lock:
+        _running.add(proc)
+    try:
+        stdout, stderr = proc.communicate()
+    finally:
+        with _running_lock:
+            _running.discard(proc)
+    out = (stdout + stderr).strip()
     if proc.returncode != 0:
         raise CompileError(f"{what} failed (exit {proc.returncode}); source: {src_path}\n{out}")
     return out
@@ -104,6 +133,12 @@ class ClangAMD(Toolchain):
         from .codeobject import read_code_object, resources
         meta = read_code_object(data, str(co))
         return CompileResult(data, asm, log, resources(meta, symbol))
+
+    def assemble(self, source, arch, symbol, workdir):
+        src, s = workdir / f"{symbol}.hip", workdir / f"{symbol}.s"
+        src.write_text(source)
+        _run(self.clang + list(self.flags(arch)) + ["-S", str(src), "-o", str(s)], src, f"clang -S for {arch.name}")
+        return s.read_text()
 
 
 def _clang_version(cmd: list[str]) -> tuple[str, int] | None:
@@ -210,17 +245,25 @@ class NVRTC(Toolchain):
         cubin = b" " * n
         nvrtc.nvrtcGetCUBIN(prog, cubin)
         nvrtc.nvrtcDestroyProgram(prog)
-        asm = None
-        if keep_asm:  # PTX comes from a compile for the virtual arch
-            virt = arch.target.replace("sm_", "compute_")
-            opts = [f"--gpu-architecture={virt}", "-std=c++17", "-diag-suppress=177"]
-            p2, _ = self._program(source, symbol, opts, src)
-            _, n = nvrtc.nvrtcGetPTXSize(p2)
-            ptx = b" " * n
-            nvrtc.nvrtcGetPTX(p2, ptx)
-            nvrtc.nvrtcDestroyProgram(p2)
-            asm = ptx.rstrip(b"\x00").decode()
+        asm = self._ptx(source, arch, symbol, src) if keep_asm else None
         return CompileResult(bytes(cubin), asm, log, ptxas_resources(log))
+
+    def _ptx(self, source, arch, symbol, src) -> str:
+        """The PTX listing: a compile for the virtual arch."""
+        from cuda.bindings import nvrtc
+        virt = arch.target.replace("sm_", "compute_")
+        opts = [f"--gpu-architecture={virt}", "-std=c++17", "-diag-suppress=177"]
+        p2, _ = self._program(source, symbol, opts, src)
+        _, n = nvrtc.nvrtcGetPTXSize(p2)
+        ptx = b" " * n
+        nvrtc.nvrtcGetPTX(p2, ptx)
+        nvrtc.nvrtcDestroyProgram(p2)
+        return ptx.rstrip(b"\x00").decode()
+
+    def assemble(self, source, arch, symbol, workdir):
+        src = workdir / f"{symbol}.cu"
+        src.write_text(source)
+        return self._ptx(source, arch, symbol, src)
 
 
 @functools.lru_cache(maxsize=1)
@@ -261,13 +304,18 @@ class HostCxx(Toolchain):
         src.write_text(source)
         flags = self.flags(arch)[1:]
         compile_shared(self.cxx, src, out, flags)
-        asm = None
-        if keep_asm:
-            s = workdir / f"{symbol}.s"
-            _run([self.cxx, *[f for f in flags if f != "-shared"], "-S", "-o", str(s), str(src)], src,
-                 "host assembly")
-            asm = s.read_text()
-        return CompileResult(out.read_bytes(), asm, "", {})
+        return CompileResult(out.read_bytes(), self._asm(src, arch, symbol, workdir) if keep_asm else None, "", {})
+
+    def _asm(self, src, arch, symbol, workdir) -> str:
+        s = workdir / f"{symbol}.s"
+        _run([self.cxx, *[f for f in self.flags(arch)[1:] if f != "-shared"], "-S", "-o", str(s), str(src)], src,
+             "host assembly")
+        return s.read_text()
+
+    def assemble(self, source, arch, symbol, workdir):
+        src = workdir / f"{symbol}.cpp"
+        src.write_text(source)
+        return self._asm(src, arch, symbol, workdir)
 
 
 def _host_cxx(path: str) -> HostCxx | None:

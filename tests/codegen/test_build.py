@@ -110,3 +110,49 @@ def test_force_rebuilds_a_stored_variant(store):
     first, _ = compile_variant(v, arch, store)
     again, hit = compile_variant(v, arch, store, force=True)
     assert not hit and again.key == first.key and again.replaced == "forced"
+
+
+def test_kill_compilers_stops_a_compiler_in_flight(tmp_path):
+    """What build_all does on Ctrl-C: every compiler process forge started is killed at once (a
+    SIGINT sent to forge alone never reaches them), and its _run reports the kill as a failure."""
+    import threading
+    import time
+
+    from forge.codegen import toolchain
+    from forge.errors import CompileError
+    errors = []
+
+    def compile_forever():
+        try:
+            toolchain._run(["sleep", "60"], tmp_path / "k.hip", "a slow compiler")
+        except CompileError as e:
+            errors.append(str(e))
+
+    t = threading.Thread(target=compile_forever)
+    t.start()
+    for _ in range(100):
+        if toolchain._running:
+            break
+        time.sleep(0.02)
+    t0 = time.monotonic()
+    assert toolchain.kill_compilers() == 1
+    t.join(10)
+    assert not t.is_alive() and time.monotonic() - t0 < 5
+    assert errors and "exit -9" in errors[0] and not toolchain._running
+
+
+def test_asm_for_a_cached_entry_makes_only_the_listing(tmp_path, monkeypatch):
+    """--asm on a stored entry asks the toolchain for the listing alone (assemble), no object."""
+    from forge.arch import get_arch
+    from forge.codegen import build
+    from forge.codegen.spec import get_spec
+    from forge.codegen.store import Store
+    from forge.codegen.toolchain import toolchain_for
+    arch = get_arch("gfx1100")
+    v = get_spec("rmsnorm").variant(arch, dtype="f32", block=256)
+    store = Store(tmp_path / "s")
+    build.compile_variant(v, arch, store)
+    tc = toolchain_for(arch)
+    monkeypatch.setattr(type(tc), "compile", lambda *a, **k: (_ for _ in ()).throw(AssertionError("compiled")))
+    entry, hit = build.compile_variant(v, arch, store, keep_asm=True)
+    assert hit and "v_" in entry.file("kernel.asm").read_text()
