@@ -228,7 +228,9 @@ class NVRTC(Toolchain):
         err, prog = nvrtc.nvrtcCreateProgram(source.encode(), f"{symbol}.cu".encode(), 0, [], [])
         (res,) = nvrtc.nvrtcCompileProgram(prog, len(opts), [o.encode() for o in opts])
         _, n = nvrtc.nvrtcGetProgramLogSize(prog)
-        log = b" " * n
+        # NVRTC writes into the buffer it is given: a bytearray, never `b" " * n`, which for n == 1
+        # is CPython's shared one-byte b" " object (an empty log would make every b" " a NUL)
+        log = bytearray(n)
         nvrtc.nvrtcGetProgramLog(prog, log)
         log = log.decode(errors="replace").rstrip("\x00").strip()
         if res != nvrtc.nvrtcResult.NVRTC_SUCCESS:
@@ -242,7 +244,7 @@ class NVRTC(Toolchain):
         src.write_text(source)
         prog, log = self._program(source, symbol, list(self.flags(arch)), src)
         _, n = nvrtc.nvrtcGetCUBINSize(prog)
-        cubin = b" " * n
+        cubin = bytearray(n)
         nvrtc.nvrtcGetCUBIN(prog, cubin)
         nvrtc.nvrtcDestroyProgram(prog)
         asm = self._ptx(source, arch, symbol, src) if keep_asm else None
@@ -255,7 +257,7 @@ class NVRTC(Toolchain):
         opts = [f"--gpu-architecture={virt}", "-std=c++17", "-diag-suppress=177"]
         p2, _ = self._program(source, symbol, opts, src)
         _, n = nvrtc.nvrtcGetPTXSize(p2)
-        ptx = b" " * n
+        ptx = bytearray(n)
         nvrtc.nvrtcGetPTX(p2, ptx)
         nvrtc.nvrtcDestroyProgram(p2)
         return ptx.rstrip(b"\x00").decode()

@@ -156,3 +156,20 @@ def test_asm_for_a_cached_entry_makes_only_the_listing(tmp_path, monkeypatch):
     monkeypatch.setattr(type(tc), "compile", lambda *a, **k: (_ for _ in ()).throw(AssertionError("compiled")))
     entry, hit = build.compile_variant(v, arch, store, keep_asm=True)
     assert hit and "v_" in entry.file("kernel.asm").read_text()
+
+
+def test_nvrtc_never_writes_into_shared_bytes_objects(tmp_path):
+    """An NVRTC compile whose log is empty (the PTX listing: no ptxas report) hands NVRTC a 1-byte
+    buffer; were it `b" " * 1`, CPython's shared b" " would become b"\\x00" for the whole process
+    (it once turned a tokenizer's decoded spaces into NULs, tests later in the same worker)."""
+    from forge.arch import get_arch
+    from forge.codegen.spec import get_spec
+    from forge.codegen.toolchain import nvrtc_toolchain
+    tc = nvrtc_toolchain()
+    if tc is None:
+        pytest.skip("no NVRTC")
+    arch = get_arch("sm_90")
+    v = get_spec("elementwise").variant(arch, op="add", dtype="f32", block=256)
+    from forge.codegen.build import source_for
+    tc.assemble(source_for(v, arch)[0], arch, v.symbol, tmp_path)
+    assert b" "[0] == 32 and b" ".decode() == " "
