@@ -27,6 +27,20 @@ HOT = ([("gemv", {"wtype": v.params["wtype"]}) for v in get_spec("gemv").variant
        + [("quantize_q8", {})])
 
 
+def driver_resources(entry) -> dict | None:
+    """The kernel's registers and local memory per thread as the CUDA driver reports them for the
+    loaded cubin (cuFuncGetAttribute), in the ptxas report's keys; None without a CUDA device.
+    Local memory holds both a stack frame and spills, so both keys carry it."""
+    from forge.errors import DeviceError
+    try:
+        from forge.runtime.cuda import CudaDevice
+        dev = CudaDevice()
+    except (DeviceError, ImportError):
+        return None
+    r = dev.load_module(entry.read_object()).resources(entry.meta["symbol"])
+    return {"vgpr": r["registers"], "scratch": r["local"], "spills": r["local"], "lds": r["smem"]}
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("store"))
@@ -43,7 +57,10 @@ def test_hot_kernel_uses_no_local_memory(store, arch_name, family, params):
     res = entry.meta["resources"]
     where = f"{entry.meta['symbol']} on {arch_name} ({entry.meta['toolchain']}): {res}"
     if arch.vendor == "nvidia":
-        assert res["vgpr"], f"no ptxas report in the compile log: the check would prove nothing ({where})"
+        if not res["vgpr"]:  # no ptxas report (seen on the lent H100's NVRTC): ask the driver instead
+            res = driver_resources(entry)
+            where += f"; driver: {res}"
+            assert res is not None, f"no ptxas report and no CUDA device: the check would prove nothing ({where})"
         assert res["scratch"] == 0 and res["spills"] == 0, where
     else:
         # AMD: no private segment (scratch) and no VGPR spills; SGPR spills go to VGPR lanes
