@@ -15,9 +15,8 @@ replay and one 4-byte download. Everything else stays on the device.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
@@ -28,7 +27,7 @@ from .device import BoundLaunch
 from .dispatch import Dispatcher
 from .graph import GraphError, LayerGraph
 from .kvcache import PagedKVCache
-from .lower import Call, LowerOptions, Lowered, lower
+from .lower import Call, LowerOptions, lower
 
 SEQ = 0  # the executor runs one sequence
 

@@ -18,10 +18,7 @@ how long idle workers spin before they sleep (default 200). docs/HOST.md has the
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import shutil
 import struct
-import tempfile
 import threading
 import weakref
 from pathlib import Path
@@ -29,9 +26,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import DeviceError, ToolchainError
+from ..errors import DeviceError
 from .device import check_range
-from .hostlib import load_library
+from .hostlib import library_entry, load_library
 
 RUNTIME_SRC = Path(__file__).with_name("host_runtime.cpp")
 ABI_HEADER = Path(__file__).resolve().parent.parent / "templates" / "common" / "host_abi.h"
@@ -50,33 +47,8 @@ def runtime_entry(store, tc=None):
     """The store entry of the host runtime library (compiled on a miss; `tc`: the toolchain whose
     build to find, e.g. a kernel pack's, which compiles nothing). ToolchainError when there is no C++
     compiler, or the pack's runtime is not in the store."""
-    from ..codegen.hostcc import compile_shared
-    from ..codegen.store import BuildOutput, KeyInputs
-    from ..codegen.toolchain import host_toolchain
-    tc = tc or host_toolchain()
-    if tc is None:
-        raise ToolchainError("the host backend needs a C++ compiler: install g++ (apt-get install g++) or set CXX")
-    source = runtime_source()
-    inputs = KeyInputs(source_sha256=hashlib.sha256(source.encode()).hexdigest(), arch="host", target="host",
-                       toolchain=tc.identity, flags=RUNTIME_FLAGS)
-
-    def build():
-        if getattr(tc, "cxx", None) is None:
-            raise ToolchainError(f"the host runtime built by {tc.identity} is not in the store {store.root}, and "
-                                 f"there is no compiler here to build it: use a kernel pack that carries it")
-        work = Path(tempfile.mkdtemp(prefix="forge-host-runtime-"))
-        try:
-            src, out = work / "host_runtime.cpp", work / "libforge_host.so"
-            src.write_text(source)
-            compile_shared(tc.cxx, src, out, RUNTIME_FLAGS)
-            return BuildOutput(out.read_bytes(), {"source.cpp": source},
-                               {"family": "host-runtime", "symbol": "libforge_host", "arch": "host",
-                                "toolchain": tc.identity, "params": {}})
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    entry, _ = store.get_or_build(inputs, build)
-    return entry
+    return library_entry(store, tc, runtime_source(), RUNTIME_FLAGS, "host runtime", "host-runtime",
+                         "libforge_host", {})
 
 
 def build_runtime(store, tc=None) -> bytes:

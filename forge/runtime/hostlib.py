@@ -32,29 +32,37 @@ def build_runtime(store, fibers: str = "asm", tc=None) -> bytes:
 
 def runtime_entry(store, fibers: str = "asm", tc=None):
     """The store entry of the emulator runtime (build_runtime's), for a kernel pack to carry."""
-    from ..codegen.hostcc import EMU_FLAGS, compile_shared
+    from ..codegen.hostcc import EMU_FLAGS
+    flags = EMU_FLAGS + ("-pthread",) + (("-DFORGE_FIBER_UCONTEXT",) if fibers == "ucontext" else ())
+    return library_entry(store, tc, runtime_source(), flags, "emulator runtime", "emulator-runtime",
+                         f"libforge_emu_{fibers}", {"fibers": fibers})
+
+
+def library_entry(store, tc, source: str, flags: tuple, what: str, family: str, symbol: str, params: dict):
+    """The store entry of a host runtime library (`source` compiled with `flags` into a shared
+    library by the host compiler, or by `tc`: a kernel pack's toolchain only finds the entry the
+    pack carries). ToolchainError when there is no compiler, or a pack's library is missing."""
+    from ..codegen.hostcc import compile_shared
     from ..codegen.store import BuildOutput, KeyInputs
     from ..codegen.toolchain import host_toolchain
     tc = tc or host_toolchain()
     if tc is None:
         raise ToolchainError("the CPU backends need a C++ compiler: install g++ (apt-get install g++) or set CXX")
-    source = runtime_source()
-    flags = EMU_FLAGS + ("-pthread",) + (("-DFORGE_FIBER_UCONTEXT",) if fibers == "ucontext" else ())
     inputs = KeyInputs(source_sha256=hashlib.sha256(source.encode()).hexdigest(), arch="host",
                        target="host", toolchain=tc.identity, flags=flags)
 
     def build():
-        if tc.cxx is None:  # a pack's toolchain: it finds entries and compiles nothing
-            raise ToolchainError(f"the emulator runtime built by {tc.identity} is not in the store {store.root}, "
-                                 f"and there is no compiler here to build it: use a kernel pack that carries it")
-        work = Path(tempfile.mkdtemp(prefix="forge-emu-runtime-"))
+        if getattr(tc, "cxx", None) is None:  # a pack's toolchain: it finds entries and compiles nothing
+            raise ToolchainError(f"the {what} built by {tc.identity} is not in the store {store.root}, and "
+                                 f"there is no compiler here to build it: use a kernel pack that carries it")
+        work = Path(tempfile.mkdtemp(prefix=f"forge-{family}-"))
         try:
-            src, out = work / "cpu_emulator.cpp", work / "libforge_emu.so"
+            src, out = work / f"{family}.cpp", work / f"{symbol}.so"
             src.write_text(source)
             compile_shared(tc.cxx, src, out, flags)
             return BuildOutput(out.read_bytes(), {"source.cpp": source},
-                               {"family": "emulator-runtime", "symbol": f"libforge_emu_{fibers}",
-                                "arch": "host", "toolchain": tc.identity, "params": {"fibers": fibers}})
+                               {"family": family, "symbol": symbol, "arch": "host", "toolchain": tc.identity,
+                                "params": params})
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

@@ -198,8 +198,8 @@ class _Lowerer:
                       o, n_q=self.dims["T"], n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"])
             return
         ns, h, d = self.opts.splits or decode_splits(self.arch, a["n_kv_heads"]), a["n_heads"], a["head_dim"]
-        po = self.scratch(f"attn.part_o", ns * h * d * 4)
-        pml = self.scratch(f"attn.part_ml", ns * h * 2 * 4)
+        po = self.scratch("attn.part_o", ns * h * d * 4)
+        pml = self.scratch("attn.part_ml", ns * h * 2 * 4)
         self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
                   o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
         self.call("attn_combine", {"block": 128},
