@@ -80,3 +80,18 @@ def test_a_host_pack_from_a_cpu_with_other_features_is_refused(model, host_pack,
             dst.addfile(m, io.BytesIO(data))
     with pytest.raises(PackError, match="avx1024_imaginary"):
         forge.load(model, kernels=bad)
+
+
+def test_an_amd_pack_for_a_model_holds_exactly_its_kernels(model, tmp_path):
+    """`forge build --arch gfx1100 --pack p.tar --model M` on a machine with no GPU: the pack holds
+    exactly the kernels M's graph lowers to on gfx1100 (the integer decode path, gemm for prefill)."""
+    from forge.errors import ToolchainError
+    arch = get_arch("gfx1100")
+    try:
+        m = build_pack(Store(tmp_path / "store"), arch, tmp_path / "gfx1100.tar", model)
+    except ToolchainError as e:
+        pytest.skip(f"no AMD compiler: {e}")
+    want = {v.symbol for v in model_kernels(model, arch)}
+    assert {e.symbol for e in m.kernels} == want and len(m.kernels) == len(want)
+    assert {"matmul_q8_q4_0", "gemm_q4_0", "flash_attn_head_dim64_f16", "sample_block256"} <= want
+    assert m.arch == "gfx1100" and not [e for e in m.entries if e.role == "library"]
