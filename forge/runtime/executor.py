@@ -27,7 +27,7 @@ from .device import BoundLaunch
 from .dispatch import Dispatcher
 from .graph import GraphError, LayerGraph
 from .kvcache import PagedKVCache
-from .lower import Call, LowerOptions, lower
+from .lower import SAMPLE_PARAMS, Call, LowerOptions, lower
 
 SEQ = 0  # the executor runs one sequence
 
@@ -136,7 +136,7 @@ class Executor:
         self.tokens = self._alloc(4 * self.chunk)
         self.state = self._alloc(4 * STATE_WORDS)
         self.n_vocab = graph.tensors[graph.of_kind("output")[0].name].shape[-1]
-        self._phases: dict[str, "_Phase"] = {}
+        self._phases: dict[tuple, "_Phase"] = {}
         self._bound: dict[tuple, list[BoundLaunch]] = {}
         self._decode = None
 
@@ -178,7 +178,6 @@ class Executor:
         self._owned = []
         self._phases.clear()
         self._bound.clear()
-        self._decode = None
 
     # ---- phases ---------------------------------------------------------------------------------
     def _phase(self, phase: str, T: int = 1, R: int = 1) -> "_Phase":
@@ -207,7 +206,7 @@ class Executor:
         if sample:
             logits = lowered.outputs[0]
             launches.append(self._bind_call(
-                Call("sample", {"block": 256} if self.arch.is_gpu_semantics else {"block": 256},
+                Call("sample", SAMPLE_PARAMS,
                      {"logits": ("view", logits, (R - 1) * self.n_vocab * 4), "state": ("state",),
                       "token": ("tokens",), "n_vocab": self.n_vocab}, {}, "sample"), ph, host))
         if len(self._bound) > 64:  # prefill bindings differ by chunk length and past: keep a few

@@ -29,6 +29,9 @@ from ..errors import SpecError
 from .graph import GraphError, LayerGraph
 
 
+SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generating step
+
+
 @dataclass
 class Call:
     """One kernel launch to be: family + params, arguments by name, launch shapes."""
@@ -249,7 +252,7 @@ def kernel_set(g: LayerGraph, arch: Arch, opts: LowerOptions | None = None, chun
     for phase, T, R in (("prefill", chunk, chunk), ("prefill", chunk, 1), ("decode", 1, 1)):
         calls += lower(g, arch, phase, T, R, opts).calls
     seen, out = set(), []
-    for family, params in [(c.family, c.params) for c in calls] + [("sample", {"block": 256})]:
+    for family, params in [(c.family, c.params) for c in calls] + [("sample", SAMPLE_PARAMS)]:
         v = get_spec(family).variant(arch, **params)
         if v.symbol not in seen:
             seen.add(v.symbol)
