@@ -14,6 +14,7 @@ import jinja2
 
 from ..arch import Arch
 from ..errors import RenderError
+from .matrix_layouts import LAYOUTS
 from .spec import CTYPES, Variant
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -30,6 +31,8 @@ def _env(root: str) -> jinja2.Environment:
         autoescape=False,
     )
     env.globals["ctype"] = lambda dtype: CTYPES[dtype]
+    # the matrix instructions' lane layouts: the tile helpers and the emulator render the same table
+    env.globals["matrix_layouts"] = LAYOUTS
     return env
 
 
