@@ -550,6 +550,23 @@ const unsigned long long* forge_emu_exchange(unsigned long long v) {
   return wv.slots[p];
 }
 
+void forge_emu_fail(const char* fmt, ...) {
+  char msg[768];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  Worker* w = tls_worker;
+  const forge_emu_thread* c = tls_self;
+  if (!w || !w->job || !c) {
+    fprintf(stderr, "forge emulator: forge_emu_fail called outside a kernel launch: %s\n", msg);
+    abort();
+  }
+  job_fail(w->job, "block (%u,%u,%u) thread (%u,%u,%u) (wave %u, lane %u): %s", c->bid[0], c->bid[1], c->bid[2],
+           c->tid[0], c->tid[1], c->tid[2], c->wave, c->lane, msg);
+  escape(w);
+}
+
 // One launch, as the Python side packs it (struct format _DESC in forge/runtime/emu.py): one pointer
 // argument instead of a dozen keeps the ctypes call cheap.
 struct LaunchDesc {

@@ -396,3 +396,99 @@ def test_checked_buffers_round_trip(checked, n):
     dev.upload(buf, data)
     assert dev.download(buf) == data.tobytes()
     dev.free(buf)
+
+
+# --------------------------------------------------------------------- RDNA3 WMMA (emu-gfx1100)
+# v_wmma_f32_16x16x16_f16 on the emulator target with gfx1100's features. The kernel below places
+# the operands by hand, transcribing the sources (AMD GPUOpen's RDNA3 WMMA article, tinygrad's lane
+# model: lane l holds row l % 16 of A and column l % 16 of B, all 16 K values, lanes 16-31 the same
+# as lanes 0-15; accumulator element i of lane l is D[2i + l/16][l % 16]), not through the table the
+# emulator and the kernels' tile code share (forge/codegen/matrix_layouts.py): so this checks the
+# emulated instruction against the sources. Each wave multiplies its own matrices. `mode` plants one
+# precondition violation: 1 a lane exits first, 2 lane 20's A differs from lane 4's, 3 the upper
+# half-wave is at a shuffle instead.
+WMMA = """
+KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 lane = lane_id(), base = wave_id() * 256u;
+  if (mode == 1u && lane == 5u) return;
+  v16h fa, fb;
+  v8f fc;
+  for (u32 k = 0; k < 16u; ++k) {
+    fa[k] = __builtin_bit_cast(_Float16, a[base + (lane % 16u) * 16u + k]);
+    fb[k] = __builtin_bit_cast(_Float16, b[base + k * 16u + lane % 16u]);
+  }
+  if (mode == 2u && lane == 20u) fa[3] = -fa[3];
+  for (u32 i = 0; i < 8u; ++i) fc[i] = c[base + (2u * i + lane / 16u) * 16u + lane % 16u];
+  if (mode == 3u && lane >= 16u) {
+    d[base + lane] = shfl(1.0f, 0u);
+    return;
+  }
+  const v8f r = __builtin_amdgcn_wmma_f32_16x16x16_f16_w32(fa, fb, fc);
+  for (u32 i = 0; i < 8u; ++i) d[base + (2u * i + lane / 16u) * 16u + lane % 16u] = r[i];
+}
+"""
+WMMA_ARGS = [Arg.ptr("a", "f16", const=True), Arg.ptr("b", "f16", const=True), Arg.ptr("c", "f32", const=True),
+             Arg.ptr("d", "f32"), Arg.scalar("mode", "u32")]
+
+
+@pytest.fixture(scope="module")
+def gfx1100_ctx():
+    from forge.arch import get_arch
+    arch = get_arch("emu-gfx1100")
+    assert arch.has("wmma_f16") and arch.wave_size == 32
+    return KernelContext(EmuDevice(wave_size=32, check=True), arch, None)
+
+
+def wmma_launch(ctx, a, b, c, mode=0, threads=None):
+    fn = compile_inline(ctx, WMMA, WMMA_ARGS)
+    n = a.shape[0]
+    return launch(ctx, fn, WMMA_ARGS, {"a": a.view(np.uint16), "b": b.view(np.uint16), "c": c, "d": np.zeros_like(c),
+                                       "mode": mode}, (1, 1, 1), (threads or 32 * n, 1, 1), outs=["d"])["d"]
+
+
+def wmma_model(a, b, c):
+    """D = A B + C as the emulator documents it: C, then + A[r][k] B[k][c] for k = 0..15, each
+    product exact and each addition rounded to f32."""
+    d = c.copy()
+    for k in range(16):
+        p = (a[:, :, k, None].astype(np.float64) * b[:, None, k, :].astype(np.float64)).astype(np.float32)
+        d = (d + p).astype(np.float32)
+    return d
+
+
+@given(waves=st.integers(1, 3), data=st.data())
+def test_wmma_computes_a_times_b_plus_c_with_the_sources_lane_layout(gfx1100_ctx, waves, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    a = (rng.standard_normal((waves, 16, 16)) * 4).astype(np.float16)
+    b = (rng.standard_normal((waves, 16, 16)) * 4).astype(np.float16)
+    c = (rng.standard_normal((waves, 16, 16)) * 8).astype(np.float32)
+    d = wmma_launch(gfx1100_ctx, a, b, c)
+    np.testing.assert_array_equal(d, wmma_model(a, b, c))
+    exact = a.astype(np.float64) @ b.astype(np.float64) + c  # and close to the exact product
+    assert np.all(np.abs(d - exact) <= 17 * 2.0 ** -24 * (np.abs(a.astype(np.float64)) @ np.abs(b) + np.abs(c)))
+
+
+def wmma_error(ctx, mode, threads=None) -> str:
+    a = np.arange(2 * 256, dtype=np.float16).reshape(2, 16, 16) % 64 + 1
+    with pytest.raises(DeviceError) as e:
+        wmma_launch(ctx, a, a, np.zeros((2, 16, 16), np.float32), mode, threads)
+    return str(e.value)
+
+
+def test_wmma_with_a_lane_exited_is_refused(gfx1100_ctx):
+    msg = wmma_error(gfx1100_ctx, 1)
+    assert "inline" in msg and "EXEC not all ones: lane 5 of the wave has exited" in msg
+
+
+def test_wmma_in_a_partial_wave_is_refused(gfx1100_ctx):
+    msg = wmma_error(gfx1100_ctx, 0, threads=48)  # the second wave has 16 lanes
+    assert "EXEC not all ones: lane 16 of the wave has exited or does not exist" in msg and "wave 1" in msg
+
+
+def test_wmma_with_unreplicated_operands_is_refused(gfx1100_ctx):
+    msg = wmma_error(gfx1100_ctx, 2)
+    assert "operand A is not replicated" in msg and "A[4][3]" in msg and "lane 4" in msg and "lane 20" in msg
+
+
+def test_wmma_with_half_the_wave_at_another_operation_is_refused(gfx1100_ctx):
+    assert "lane 16 of the wave is at another wave operation" in wmma_error(gfx1100_ctx, 3)

@@ -23,5 +23,9 @@ void forge_emu_sync(void);
 // Wave exchange: publish `v` for this lane, wait for every live lane of the wave, and get the
 // wave's published values (indexed by lane; valid until this lane's next exchange).
 const unsigned long long* forge_emu_exchange(unsigned long long v);
+// Misuse the emulator detects inside a kernel (an instruction's precondition broken): fail the
+// launch with the printf-style message, prefixed with the calling thread's block, thread, wave and
+// lane. Never returns.
+[[noreturn]] void forge_emu_fail(const char* fmt, ...);
 }
 #endif
