@@ -1,23 +1,74 @@
 """gemm (Y = X W^T for many tokens, dequantization fused into the tile loads) vs the float64 product
-of the oracle's decoded weights and X. Each output is one thread's fma chain over the n_cols
+of the oracle's decoded weights and X.
+
+Scalar path (every arch without WMMA): each output is one thread's fma chain over the n_cols
 columns, so the gemv bound applies (tests/oracles/gemv.py):
     |Y_kernel - Y| <= gamma_n * sum_k |X_k W_k| + n * 2^-126,  gamma_n = n u / (1 - n u), u = 2^-24.
-Shapes: token and row counts around the 32 x 32 tile (1, 31, 33, 65 and arbitrary), and column
-counts of one to several K steps (float types with a partial last step)."""
+
+WMMA path (arch.has("wmma_f16"): gfx1100, and emu-gfx1100 here): the decoded W is rounded to
+f16, and X too, each row's chunk of a K step first scaled by 2^-e (e > 0 only where the chunk's
+largest |x| reaches 2^15; then 2^e <= max|x_row| 2^-14), and the step's sums scaled back by 2^e
+(exact). So x^ = 2^e fl16(x 2^-e) and w^ = fl16(w), and round to nearest gives
+    |x^ - x| <= u_h |x| + e_x,  e_x = e_h max(1, max|x_row| 2^-14);   |w^ - w| <= u_h |w| + e_h
+for |w| <= 65504 (random weights stay within ~1e3), with u_h = 2^-11 (f16's unit roundoff) and
+e_h = 2^-25 (half the subnormal spacing 2^-24: the absolute error below 2^-14). Per term, writing
+p_k = x^_k w^_k,
+    p_k - x_k w_k = (x^_k - x_k) w^_k + x_k (w^_k - w_k)
+    |p_k - x_k w_k| <= (u_h|x_k| + e_x)((1 + u_h)|w_k| + e_h) + |x_k| (u_h|w_k| + e_h)
+                    = (2 u_h + u_h^2) |x_k w_k| + (1 + u_h)(e_h |x_k| + e_x |w_k|) + e_x e_h.
+Each product of f16 values is exact in f32 (11 x 11 significant bits, and every nonzero one and
+every partial sum is a multiple of 2^-48 times the power of two of its step, far from f32's
+underflow), and the kernel adds the n products in a tree of at most n - 1 additions (the matrix
+unit's inside a step, then the steps' sums), each with relative error at most u_a, so (Higham,
+Accuracy and Stability, 3.1) |s - sum p_k| <= gamma_n sum |p_k| <= gamma_n (S + sum |p_k - x_k w_k|),
+gamma_n = n u_a / (1 - n u_a). Altogether, with S = sum_k |x_k w_k|:
+    |Y_kernel - Y| <= (gamma_n + (1 + gamma_n)(2 u_h + u_h^2)) S
+                      + (1 + gamma_n)((1 + u_h)(e_h sum|x_k| + e_x sum|w_k|) + n e_x e_h).
+n counts the K columns of the tiles (n_cols rounded up to the K step; padding adds exact zeros).
+u_a: the emulator rounds every addition to f32 to nearest (u_a = 2^-24 would do), but AMD documents
+neither the order nor the rounding of the matrix unit's sums, and a ROCm report (rocm-systems
+#12056) finds RDNA3.5's f16 dot/WMMA sums aligned to a grid set by the operands' exponents rather
+than rounded per addition: u_a = 2^-21 leaves that room (an error of up to 4 ulps of the larger
+addend per addition), so the same property can judge a real gfx1100 (--backend hip), unconfirmed
+until one runs it. Measured on the emulator: errors up to ~0.5 of the bound, and 3-170x the scalar
+path's f32 bound (so the inputs really are f16).
+
+Values: X of magnitudes 1e-3 .. 8e3, and at times 2^20 times that; W random valid encodings.
+Shapes: token and row counts around the block tile (32 x 32, or 64 x 64 with WMMA: 1, tile - 1,
+tile + 1, 2 tile + 1 and arbitrary), and column counts of one to several K steps (float types with
+a partial last step)."""
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from forge.codegen.specs.gemm import BM, BN, k_step
+from forge.arch import get_arch
+from forge.codegen.specs.gemm import k_step, tiles
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
+from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays
 from tests.kernels.test_dequant import n_cols
-from tests.oracles.dequant import random_weights
+from tests.oracles.dequant import decode, random_weights
 from tests.oracles.gemm import gemm
 from tests.oracles.gemv import check
+
+UH = 2.0 ** -11  # f16 unit roundoff
+EH = 2.0 ** -25  # f16's absolute rounding error below its smallest normal (half of 2^-24)
+UA = 2.0 ** -21  # relative error allowed per addition of the matrix unit's sums (module docstring)
+F16_MAX = 65504.0
+
+
+def wmma_bound(w: np.ndarray, x: np.ndarray, n: int) -> np.ndarray:
+    """The WMMA path's bound (module docstring) for decoded weights w [rows, n_cols] and x [m, n_cols]."""
+    w64, x64 = np.abs(w.astype(np.float64)), np.abs(x.astype(np.float64))
+    assert w64.max(initial=0) <= F16_MAX, "the bound assumes weights within f16's range"
+    g = n * UA / (1 - n * UA)
+    ex = EH * np.maximum(1.0, x64.max(axis=1, initial=0) * 2.0 ** -14)[:, None]
+    s = x64 @ w64.T
+    sx, sw = x64.sum(axis=1)[:, None], w64.sum(axis=1)[None, :]
+    return (g + (1 + g) * (2 * UH + UH ** 2)) * s + (1 + g) * ((1 + UH) * (EH * sx + ex * sw) + n * ex * EH)
 
 
 def tile_counts(tile: int):
@@ -30,25 +81,51 @@ def test_gemm(kctx, wtype, data):
     check_gemm(kctx, wtype, data)
 
 
+@pytest.fixture(scope="module")
+def wmma_ctx(request):
+    """The emulator carrying gfx1100's features (emu-gfx1100, wave 32): the template's WMMA branch,
+    with the emulator asserting the instruction's preconditions."""
+    if request.config.getoption("--backend") not in ("cpu", "emu"):
+        pytest.skip("emu-gfx1100 is an emulator target: --backend cpu or emu")
+    from forge.runtime.dispatch import Dispatcher
+    from forge.runtime.emu import EmuDevice
+    arch = get_arch("emu-gfx1100")
+    dev = EmuDevice(arch.wave_size)
+    return KernelContext(dev, arch, Dispatcher(dev, arch))
+
+
+@pytest.mark.parametrize("wtype", WTYPE_NAMES)
+@given(data=st.data())
+def test_gemm_wmma(wmma_ctx, wtype, data):
+    check_gemm(wmma_ctx, wtype, data)
+
+
 def check_gemm(kctx, wtype, data):
-    """The property: one drawn case agrees with the oracle (the mutant test uses it too)."""
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too), within the
+    bound of the arch's path."""
     wt = get_wtype(wtype)
-    m, rows = data.draw(tile_counts(BM), label="m"), data.draw(tile_counts(BN), label="rows")
-    cols = data.draw(n_cols(wtype, max(2, 3 * k_step(wt.span) // wt.unit_qk)), label="cols")
+    bm, bn, _ = tiles(kctx.arch) if kctx.arch.is_gpu_semantics else (32, 32, 0)
+    m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
+    bk = k_step(wt.span)
+    cols = data.draw(n_cols(wtype, max(2, 3 * bk // wt.unit_qk)), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
-    x = data.draw(arrays((m, cols), np.float32), label="x")
+    # activations up to ~1e10 at times (2^20 is exact): f16's range (65504) must not limit them
+    x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 1, 2**20])))
     y = run_kernel(kctx, "gemm", {"wtype": wtype},
                    {"w": w, "x": x, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
                     "n_cols": cols},
                    ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
     ref, tol = gemm(wtype, w, cols, x)
+    if kctx.arch.has("wmma_f16"):
+        tol = wmma_bound(decode(wtype, w, cols), x, -(-cols // bk) * bk)
     check(y, ref, tol)
 
 
 # The X tile's row guard dropped: rows past m are read (never written back, so only checking mode,
 # whose guard pages end every buffer, sees the out-of-bounds read). The mutant test runs on a
-# checked device whatever FORGE_EMU_CHECK says; the suite runs checked (tests/conftest.py).
+# checked device whatever FORGE_EMU_CHECK says; the suite runs checked (tests/conftest.py). The
+# site is in both branches of the template; each arch renders one.
 X_ROW_GUARD = ("(m0 + r < (u32)m && k0 + c < ncols) ? x[", "(k0 + c < ncols) ? x[")
 
 
@@ -58,3 +135,28 @@ def test_property_test_catches_x_row_overread(emu_kctx, tmp_path, monkeypatch):
     assert_property_catches(emu_kctx, "gemm", {"wtype": "f32"}, X_ROW_GUARD,
                             lambda ctx, data: check_gemm(ctx, "f32", data), tmp_path, monkeypatch,
                             max_examples=30, device=checked)
+
+
+WMMA_MUTANTS = {
+    # The upper half-wave skips its B load (as if the instruction read lanes 0-15 only): the
+    # operand is no longer replicated, which the emulated instruction refuses (a DeviceError).
+    "b_not_replicated": ("f[i] = __builtin_bit_cast(_Float16, t[wmma_b_col(lane, i)",
+                         "f[i] = lane >= 16u ? (_Float16)0.0f : __builtin_bit_cast(_Float16, t[wmma_b_col(lane, i)"),
+    # Accumulator element i of lane l taken as row i + 8 (l / 16) (half-waves stacked) instead of the
+    # interleaved 2 i + l / 16: results land in the wrong rows.
+    "accumulator_rows_stacked": ("DEVICE u32 wmma_d_row(u32 lane, u32 i) { return ((2u * (i)) + ((lane) / 16u)); }",
+                                 "DEVICE u32 wmma_d_row(u32 lane, u32 i) { return ((i) + (8u * ((lane) / 16u))); }"),
+    # The barrier after the products removed: a wave that finishes first overwrites the tiles of the
+    # next K step while the others still multiply the current ones.
+    "barrier_after_products": ("acc[i][j][e] = f_fma(st[i][j][e], up, acc[i][j][e]);\n      }\n    sync_threads();",
+                               "acc[i][j][e] = f_fma(st[i][j][e], up, acc[i][j][e]);\n      }\n"),
+    # The step sums added unscaled: rows whose chunk was scaled down (|x| >= 2^15) come out 2^-e too small.
+    "scale_not_undone": ("f_fma(st[i][j][e], up, acc[i][j][e])", "f_fma(st[i][j][e], 1.0f, acc[i][j][e])"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(WMMA_MUTANTS))
+def test_wmma_property_catches_mutant(wmma_ctx, mutant, tmp_path, monkeypatch):
+    assert_property_catches(wmma_ctx, "gemm", {"wtype": "q4_0"}, WMMA_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data), tmp_path, monkeypatch,
+                            max_examples=30)

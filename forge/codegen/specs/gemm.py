@@ -1,12 +1,25 @@
 """Y[m, n_rows] = X W^T for many tokens, W in any weight type: a shared-memory tiled kernel that
-decodes a BN x BK tile of W per K step (fused dequant) next to a BM x BK tile of X."""
+decodes a BN x BK tile of W per K step (fused dequant) next to a BM x BK tile of X.
+
+Where the arch has RDNA3's WMMA (arch.has("wmma_f16"): gfx1100-1102, and the emulator target
+emu-gfx1100), the tiles are rounded to f16 in shared memory and multiplied on the matrix unit
+(v_wmma_f32_16x16x16_f16, accumulating in f32): a block of 4 waves owns a 64 x 64 output tile,
+each wave a 32 x 32 patch of 2 x 2 WMMA tiles, so every A and B fragment it loads serves two
+products. The lane layouts come from forge/codegen/matrix_layouts.py. The price is f16 rounding of
+both inputs (relative 2^-11; tests/kernels/test_gemm.py derives the bound) and f16's range: an
+activation or weight beyond +-65504 becomes infinite. Elsewhere every output is an f32 fma chain
+(2 x 2 outputs per thread of 256)."""
 
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import WTYPE_NAMES, get_wtype
 
-BM, BN = 32, 32  # tokens and weight rows per block tile
+BM, BN = 32, 32  # tokens and weight rows per block tile (scalar path)
 THREADS = 256  # each thread owns a 2 x 2 patch of the tile
+WMMA_BM, WMMA_BN = 64, 64  # WMMA path: tokens and weight rows per block tile
+WMMA_THREADS = 128  # 4 waves of 32, each a WMMA_WAVE_TILE patch of the block tile; 2 per X tile row
+WMMA_WAVE_TILE = (32, 32)
+LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
 HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
 
 
@@ -20,6 +33,11 @@ def k_step(span: int) -> int:
     return max(32, span)
 
 
+def tiles(arch: Arch) -> tuple[int, int, int]:
+    """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA."""
+    return (WMMA_BM, WMMA_BN, WMMA_THREADS) if arch.has("wmma_f16") else (BM, BN, THREADS)
+
+
 class Gemm(KernelSpec):
     family = "gemm"
     space = {"wtype": WTYPE_NAMES}
@@ -29,7 +47,11 @@ class Gemm(KernelSpec):
     def valid(self, p, arch):
         if not arch.is_gpu_semantics:
             return True
-        return THREADS <= arch.max_threads
+        bm, bn, threads = tiles(arch)
+        if arch.has("wmma_f16"):  # f16 tiles in shared memory
+            lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
+            return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
+        return threads <= arch.max_threads
 
     def args(self, p):
         return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
@@ -39,11 +61,14 @@ class Gemm(KernelSpec):
         get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
-        return Launch((ceil_div(n_rows, BN), ceil_div(m, BM), 1), (THREADS, 1, 1))
+        bm, bn, threads = tiles(arch)
+        return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
-        return {"wt": wt, "bm": BM, "bn": BN, "bk": k_step(wt.span), "threads": THREADS}
+        bm, bn, threads = tiles(arch)
+        return {"wt": wt, "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
+                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1]}
 
 
 register(Gemm())
