@@ -112,10 +112,14 @@ _ARCHS = [
          description="CPU emulation of the GPU model, wave64 (a test vehicle, not fast)"),
     # The emulator carrying gfx1100's features at its wave size, so that the templates' RDNA3
     # branches (WMMA) run in CI against the oracles: the emulator prelude implements each feature's
-    # instructions (templates/common/wmma_emu.h.j2), so a feature goes here only once it does.
+    # instructions (templates/common/mma_emu.h.j2), so a feature goes here only once it does.
     # wmma_bf16 is not emulated yet, hence absent.
     Arch("emu-gfx1100", "emu", "emulator", 32, 65536, 1024, frozenset(_RDNA3 - {"wmma_bf16"}), "host",
          description="CPU emulation with gfx1100's features (WMMA f16) at wave32 (a test vehicle)"),
+    # The same for sm_90: mma.sync (m16n8k16 f16 -> f32 emulated). fp8/fp8_ocp name hardware
+    # conversions no template uses yet, hence absent.
+    Arch("emu-sm90", "emu", "emulator", 32, 232448, 1024, frozenset({"fp16", "bf16", "dot4_i8", "mma_sync"}),
+         "host", description="CPU emulation with sm_90's features (mma.sync f16) at warp32 (a test vehicle)"),
     # The host target: kernels written for a CPU (loops the compiler vectorizes, integer dot products
     # on 8-bit activations), one block = one chunk of work on one thread of the pool. Its wave is 1:
     # there are no waves, barriers or shared memory. What `backend="cpu"` runs.
@@ -132,7 +136,7 @@ _SIZES = {"gfx1100": (96, 1024), "gfx1101": (60, 1024), "gfx1102": (32, 1024), "
 _ARCHS = [replace(a, compute_units=_SIZES[a.name][0], threads_per_cu=_SIZES[a.name][1]) if a.name in _SIZES
           else a for a in _ARCHS]
 ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
-EMU_ARCHS = ("emu", "emu64", "emu-gfx1100")
+EMU_ARCHS = ("emu", "emu64", "emu-gfx1100", "emu-sm90")
 
 
 def get_arch(name: str | Arch) -> Arch:

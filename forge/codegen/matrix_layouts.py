@@ -1,9 +1,9 @@
 """Lane layouts of the matrix instructions forge's templates use: for each operand, which matrix
 element each lane's register element holds. One table, rendered into both sides that must agree:
-the kernels' tile code (templates/common/wmma.h.j2 loads fragments and stores accumulators with
-it) and the CPU emulator's implementation of the instruction (templates/common/wmma_emu.h.j2
-gathers the wave's operands and scatters its results with it). Templates reach it as the Jinja
-global `matrix_layouts` (forge/codegen/render.py).
+the kernels' tile code (templates/common/wmma.h.j2 and mma.h.j2 load fragments and place
+accumulators with it) and the CPU emulator's implementation of the instruction
+(templates/common/mma_emu.h.j2 reads the wave's operands and places its results with it).
+Templates reach it as the Jinja global `matrix_layouts` (forge/codegen/render.py).
 
 Each map is an `Expr` over `lane` (0..wave-1) and `i` (the element of the lane's register vector):
 one text, evaluated here (tests, oracles) and rendered as unsigned C by `Expr.c`. Whether an
@@ -19,6 +19,9 @@ Sources (docs/ARCH.md cites them with what each says):
   of lane l is row 2v + l/16); tinygrad tinygrad/runtime/ops_python.py's AMD model
   (a_elem x[k][row], asserting the half-wave duplication; c_map (lane%16, lane//16 + elem*2));
   Modular's MAX kernels (get_rdna_fragment_layout: "lane l, elem v -> D[row=v*2+l//16, col=l%16]").
+- mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (NVIDIA sm_80+, warp of 32): the PTX ISA's
+  "Matrix Fragments for mma.m16n8k16 with floating point type"; tinygrad's CUDA model (the same
+  file); and Hopper silicon (an H200 ran tests/codegen/test_matrix_isa.py's GPU test: exact).
 """
 
 from __future__ import annotations
@@ -108,7 +111,8 @@ class MatrixLayout:
     lanes, with the lane layout of each operand (C is laid out as D)."""
 
     name: str
-    builtin: str  # the clang builtin the templates call
+    builtin: str  # what the templates call: the clang builtin, or forge's wrapper of inline PTX
+    instruction: str  # the instruction as the assembly / PTX spells it
     feature: str  # the arch feature (forge/arch.py) of the archs that have the instruction
     wave: int
     m: int
@@ -163,17 +167,40 @@ _RDNA3_SOURCES = (
     "Modular MAX get_rdna_fragment_layout: lane l, elem v -> D[row=v*2+l//16, col=l%16]",
 )
 
+_MMA_SOURCES = (
+    "NVIDIA PTX ISA, Warp-level matrix multiply-accumulate: Matrix Fragments for mma.m16n8k16 with "
+    "floating point type (fragments A, B, C/D: row and col of each ai, bi, ci from groupID = %laneid >> 2, "
+    "threadID_in_group = %laneid % 4)",
+    "tinygrad tinygrad/runtime/ops_python.py, CUDA model for dims (8,16,16): a_elem x[k%2 + (row//8)*2 + "
+    "(k//8)*4][(k//2)%4 + (row%8)*4], b_elem x[k%2 + (k//8)*2][(k//2)%4 + col*4], c_map "
+    "(elem%2 + (lane%4)*2, lane//4 + (elem//2)*8)",
+    "Hopper silicon: an NVIDIA H200 (sm_90) ran tests/codegen/test_matrix_isa.py::test_mma_sync_tile_code_on_the_gpu "
+    "(fragments placed by this table, small-integer inputs: exact agreement), 2026-11-27",
+)
+
 LAYOUTS: dict[str, MatrixLayout] = {
     # RDNA3: lane l holds row l % 16 of A (all 16 K values, in K order) and column l % 16 of B (same);
     # lanes 16-31 hold the same as lanes 0-15. D/C element i of lane l is D[2i + l/16][l % 16]: the two
     # half-waves interleave rows.
     "wmma_f32_16x16x16_f16": MatrixLayout(
-        "wmma_f32_16x16x16_f16", "__builtin_amdgcn_wmma_f32_16x16x16_f16_w32", "wmma_f16", 32, 16, 16, 16,
-        "f16", "f32",
+        "wmma_f32_16x16x16_f16", "__builtin_amdgcn_wmma_f32_16x16x16_f16_w32", "v_wmma_f32_16x16x16_f16",
+        "wmma_f16", 32, 16, 16, 16, "f16", "f32",
         a=Operand(16, 16, 16, Expr("lane % 16"), Expr("i")),
         b=Operand(16, 16, 16, Expr("i"), Expr("lane % 16")),
         d=Operand(16, 16, 8, Expr("2 * i + lane // 16"), Expr("lane % 16")),
         sources=_RDNA3_SOURCES),
+    # NVIDIA (sm_80+): lane l is thread t = l % 4 of group g = l / 4. A (row-major 16x16) element i:
+    # row g + 8 ((i / 2) % 2), column 2t + i % 2 + 8 (i / 4); B (16x8, "col") element i: row (K)
+    # 2t + i % 2 + 8 (i / 2), column g; C/D element i: row g + 8 (i / 2), column 2t + i % 2. Each
+    # element has one home (no replication). Elements 2j and 2j+1 share the 32-bit register j
+    # (.f16x2: the even one in the low half).
+    "mma_m16n8k16_f16_f32": MatrixLayout(
+        "mma_m16n8k16_f16_f32", "mma_m16n8k16_f16", "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32",
+        "mma_sync", 32, 16, 8, 16, "f16", "f32",
+        a=Operand(16, 16, 8, Expr("lane // 4 + 8 * (i // 2 % 2)"), Expr("lane % 4 * 2 + i % 2 + 8 * (i // 4)")),
+        b=Operand(16, 8, 4, Expr("lane % 4 * 2 + i % 2 + 8 * (i // 2)"), Expr("lane // 4")),
+        d=Operand(16, 8, 4, Expr("lane // 4 + 8 * (i // 2)"), Expr("lane % 4 * 2 + i % 2")),
+        sources=_MMA_SOURCES),
 }
 for _layout in LAYOUTS.values():
     _layout.check()

@@ -1,4 +1,5 @@
-"""The matrix instructions in the kept assembly, and their lane-layout table against the sources.
+"""The matrix instructions in the kept assembly, and their lane-layout table against the sources
+(and, for NVIDIA's mma.sync, against an H100 where one is present).
 
 gfx1100 (arch feature wmma_f16): every gemm weight type multiplies on v_wmma_f32_16x16x16_f16,
 loads its fragments from shared memory with 16-byte loads, and uses no scratch and no VGPR spills
@@ -9,6 +10,7 @@ The table (forge/codegen/matrix_layouts.py) is what both the kernels and the emu
 wrong entry would pass every emulated test; here each entry is compared with each source's own
 formula, transcribed literally."""
 
+import numpy as np
 import pytest
 
 from forge.arch import ARCHS, get_arch
@@ -91,3 +93,133 @@ def test_layout_expressions_render_to_the_same_unsigned_c():
     for bad in ("lane - 1", "lane / 2", "f(lane)", "-1", "lane ** 2", "1.5"):
         with pytest.raises(SpecError):
             Expr(bad)
+
+
+def test_mma_sync_layout_matches_each_source():
+    L = get_layout("mma_m16n8k16_f16_f32")
+    assert (L.builtin, L.instruction, L.feature, L.wave, L.m, L.n, L.k) == (
+        "mma_m16n8k16_f16", "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32", "mma_sync", 32, 16, 8, 16)
+    assert (L.a.elems, L.b.elems, L.d.elems) == (8, 4, 4)
+    for lane in range(32):
+        g, t = lane >> 2, lane % 4  # PTX: groupID = %laneid >> 2, threadID_in_group = %laneid % 4
+        for i in range(8):
+            # PTX ISA, fragment A (.f16, m16n8k16): row = groupID for ai where i < 2 || 4 <= i < 6, else
+            # groupID + 8; col = (threadID_in_group * 2) + (i & 0x1) for i < 4, else that + 8
+            row = g if i < 2 or 4 <= i < 6 else g + 8
+            col = t * 2 + (i & 1) + (0 if i < 4 else 8)
+            assert L.a.element(lane, i) == (row, col)
+        for i in range(4):
+            # fragment B: row = (threadID_in_group * 2) + (i & 0x1) for bi where i < 2, else that + 8;
+            # col = groupID
+            assert L.b.element(lane, i) == (t * 2 + (i & 1) + (0 if i < 2 else 8), g)
+            # fragments C/D: row = groupID for ci where i < 2, else groupID + 8;
+            # col = (threadID_in_group * 2) + (i & 0x1)
+            assert L.d.element(lane, i) == (g if i < 2 else g + 8, t * 2 + (i & 1))
+    # tinygrad's CUDA model, dims (8, 16, 16): A element x[k%2 + (row//8)*2 + (k//8)*4] of lane
+    # (k//2)%4 + (row%8)*4; B element x[k%2 + (k//8)*2] of lane (k//2)%4 + col*4; c_map (col, row)
+    for row in range(16):
+        for k in range(16):
+            assert L.holders("a")[(row, k)] == [((k // 2) % 4 + (row % 8) * 4, k % 2 + (row // 8) * 2 + (k // 8) * 4)]
+    for k in range(16):
+        for col in range(8):
+            assert L.holders("b")[(k, col)] == [((k // 2) % 4 + col * 4, k % 2 + (k // 8) * 2)]
+    for lane in range(32):
+        for e in range(4):
+            col, row = e % 2 + (lane % 4) * 2, lane // 4 + (e // 2) * 8
+            assert L.d.element(lane, e) == (row, col)
+
+
+def test_only_wave32_archs_claim_mma_sync():
+    have = {a.name for a in ARCHS.values() if a.has("mma_sync")}
+    assert have == {"sm_80", "sm_90", "emu-sm90"}
+    assert all(get_arch(n).wave_size == 32 for n in have)
+
+
+# One warp: D = A B + C through common/mma.h.j2's table-rendered fragment loads, on the emulator
+# target emu-sm90 (bit for bit against the documented order) and, where a CUDA device is present,
+# on the GPU itself: small-integer inputs make every sum exact in any order, so the hardware must
+# agree exactly, which checks the table against the silicon.
+MMA_TILE = """
+{% include "common/mma.h.j2" %}
+KERNEL(32) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 lane = lane_id();
+  u32 fa[MMA_A_REGS], fb[MMA_B_REGS];
+  float fc[MMA_D_ELEMS], fd[MMA_D_ELEMS];
+  mma_load_a(a, MMA_K, fa);
+  mma_load_bt(bt, MMA_K, fb);
+  for (u32 i = 0; i < MMA_D_ELEMS; ++i) fc[i] = c[mma_d_row(lane, i) * MMA_N + mma_d_col(lane, i)];
+  mma_m16n8k16_f16(fd, fa, fb, fc);
+  for (u32 i = 0; i < MMA_D_ELEMS; ++i) d[mma_d_row(lane, i) * MMA_N + mma_d_col(lane, i)] = fd[i];
+}
+"""
+
+
+def _mma_args():
+    from forge.codegen.spec import Arg
+    return [Arg.ptr("a", "f16", const=True), Arg.ptr("bt", "f16", const=True), Arg.ptr("c", "f32", const=True),
+            Arg.ptr("d", "f32")]
+
+
+def _mma_run(ctx, a, b, c):
+    from tests.runtime.inline import compile_inline, launch
+    fn = compile_inline(ctx, MMA_TILE, _mma_args())
+    bt = np.ascontiguousarray(b.T)
+    return launch(ctx, fn, _mma_args(), {"a": a.view(np.uint16), "bt": bt.view(np.uint16), "c": c,
+                                         "d": np.full_like(c, np.nan)}, (1, 1, 1), (32, 1, 1), outs=["d"])["d"]
+
+
+def _mma_cases():
+    rng = np.random.default_rng(15)
+    ints = (rng.integers(-8, 9, (16, 16)).astype(np.float16), rng.integers(-8, 9, (16, 8)).astype(np.float16),
+            rng.integers(-64, 65, (16, 8)).astype(np.float32))
+    reals = ((rng.standard_normal((16, 16)) * 4).astype(np.float16), (rng.standard_normal((16, 8)) * 4).astype(np.float16),
+             (rng.standard_normal((16, 8)) * 8).astype(np.float32))
+    return ints, reals
+
+
+def _model(a, b, c):
+    d = c.copy()
+    for k in range(a.shape[1]):  # the emulator's documented order, each addition rounded to f32
+        d = (d + (a[:, k, None].astype(np.float64) * b[None, k, :]).astype(np.float32)).astype(np.float32)
+    return d
+
+
+def test_mma_sync_tile_code_on_emu_sm90():
+    from tests.conftest import KernelContext
+    from forge.runtime.emu import EmuDevice
+    ctx = KernelContext(EmuDevice(32, check=True), get_arch("emu-sm90"), None)
+    for a, b, c in _mma_cases():
+        np.testing.assert_array_equal(_mma_run(ctx, a, b, c), _model(a, b, c))
+
+
+def test_mma_sync_ptx_from_nvrtc():
+    from forge.codegen.render import render_inline
+    from forge.codegen.toolchain import nvrtc_toolchain
+    tc = nvrtc_toolchain()
+    if tc is None:
+        pytest.skip("no NVRTC (pip install '.[cuda]')")
+    import tempfile
+    from pathlib import Path
+    arch = get_arch("sm_90")
+    src = render_inline(MMA_TILE, arch, "mma_tile", _mma_args())
+    with tempfile.TemporaryDirectory() as work:
+        ptx = tc.compile(src, arch, "mma_tile", Path(work), True).asm
+    assert get_layout("mma_m16n8k16_f16_f32").instruction in ptx
+
+
+def test_mma_sync_tile_code_on_the_gpu():
+    """Skipped without a CUDA device (CI); run on the lent H100 (docs/ARCH.md)."""
+    from tests.conftest import KernelContext
+    from forge.errors import DeviceError
+    try:
+        from forge.runtime.cuda import CudaDevice
+        dev = CudaDevice()
+    except (DeviceError, ImportError) as e:
+        pytest.skip(f"no CUDA device: {e}")
+    if not dev.arch.has("mma_sync"):
+        pytest.skip(f"{dev.arch.name} has no mma.sync")
+    ctx = KernelContext(dev, dev.arch, None)
+    (ai, bi, ci), (a, b, c) = _mma_cases()
+    np.testing.assert_array_equal(_mma_run(ctx, ai, bi, ci), ai.astype(np.float64) @ bi + ci)  # exact sums
+    got, exact = _mma_run(ctx, a, b, c), a.astype(np.float64) @ b.astype(np.float64) + c
+    assert np.all(np.abs(got - exact) <= 17 * 2.0 ** -21 * (np.abs(a.astype(np.float64)) @ np.abs(b) + np.abs(c)))

@@ -447,10 +447,10 @@ def wmma_launch(ctx, a, b, c, mode=0, threads=None):
 
 
 def wmma_model(a, b, c):
-    """D = A B + C as the emulator documents it: C, then + A[r][k] B[k][c] for k = 0..15, each
+    """D = A B + C as the emulator documents it: C, then + A[r][k] B[k][c] for k = 0, 1, ..., each
     product exact and each addition rounded to f32."""
     d = c.copy()
-    for k in range(16):
+    for k in range(a.shape[2]):
         p = (a[:, :, k, None].astype(np.float64) * b[:, None, k, :].astype(np.float64)).astype(np.float32)
         d = (d + p).astype(np.float32)
     return d
@@ -477,12 +477,12 @@ def wmma_error(ctx, mode, threads=None) -> str:
 
 def test_wmma_with_a_lane_exited_is_refused(gfx1100_ctx):
     msg = wmma_error(gfx1100_ctx, 1)
-    assert "inline" in msg and "EXEC not all ones: lane 5 of the wave has exited" in msg
+    assert "inline" in msg and "not executed by every lane of the wave (EXEC not all ones): lane 5 has exited" in msg
 
 
 def test_wmma_in_a_partial_wave_is_refused(gfx1100_ctx):
     msg = wmma_error(gfx1100_ctx, 0, threads=48)  # the second wave has 16 lanes
-    assert "EXEC not all ones: lane 16 of the wave has exited or does not exist" in msg and "wave 1" in msg
+    assert "lane 16 has exited or does not exist (a partial wave)" in msg and "wave 1" in msg
 
 
 def test_wmma_with_unreplicated_operands_is_refused(gfx1100_ctx):
@@ -491,4 +491,69 @@ def test_wmma_with_unreplicated_operands_is_refused(gfx1100_ctx):
 
 
 def test_wmma_with_half_the_wave_at_another_operation_is_refused(gfx1100_ctx):
-    assert "lane 16 of the wave is at another wave operation" in wmma_error(gfx1100_ctx, 3)
+    assert "lane 16 is at another wave operation" in wmma_error(gfx1100_ctx, 3)
+
+
+# ------------------------------------------------------------- NVIDIA mma.sync (emu-sm90)
+# mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 on the emulator target with sm_90's features,
+# operands placed by hand from the PTX ISA's "Matrix Fragments for mma.m16n8k16 with floating point
+# type" (groupID g = lane / 4, threadID_in_group t = lane % 4), not through the shared table. Each
+# warp multiplies its own matrices; `mode` as for WMMA (1: lane 9 exits first, 3: the upper half is
+# at a shuffle).
+MMA = """
+KERNEL(1024) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 lane = lane_id(), w = wave_id(), g = lane / 4u, t = lane % 4u;
+  const f16* A = a + w * 256u;
+  const f16* B = b + w * 128u;
+  if (mode == 1u && lane == 9u) return;
+  u32 fa[4], fb[2];
+  float fc[4], fd[4];
+  for (u32 i = 0; i < 8u; i += 2u) {  // a_i: row g (+8 for i = 2, 3, 6, 7), col 2t + (i & 1) (+8 for i >= 4)
+    const u32 r = g + (i == 2u || i == 6u ? 8u : 0u), k = 2u * t + (i >= 4u ? 8u : 0u);
+    fa[i / 2u] = (u32)A[r * 16u + k] | ((u32)A[r * 16u + k + 1u] << 16);
+  }
+  for (u32 i = 0; i < 4u; i += 2u) {  // b_i: row 2t + (i & 1) (+8 for i >= 2), col g
+    const u32 k = 2u * t + (i >= 2u ? 8u : 0u);
+    fb[i / 2u] = (u32)B[k * 8u + g] | ((u32)B[(k + 1u) * 8u + g] << 16);
+  }
+  for (u32 i = 0; i < 4u; ++i)  // c_i: row g (+8 for i >= 2), col 2t + (i & 1)
+    fc[i] = c[w * 128u + (g + (i >= 2u ? 8u : 0u)) * 8u + 2u * t + (i & 1u)];
+  if (mode == 3u && lane >= 16u) {
+    d[w * 128u + lane] = shfl(1.0f, 0u);
+    return;
+  }
+  mma_m16n8k16_f16(fd, fa, fb, fc);
+  for (u32 i = 0; i < 4u; ++i) d[w * 128u + (g + (i >= 2u ? 8u : 0u)) * 8u + 2u * t + (i & 1u)] = fd[i];
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def sm90_ctx():
+    from forge.arch import get_arch
+    arch = get_arch("emu-sm90")
+    assert arch.has("mma_sync") and arch.wave_size == 32
+    return KernelContext(EmuDevice(wave_size=32, check=True), arch, None)
+
+
+def mma_launch(ctx, a, b, c, mode=0):
+    fn = compile_inline(ctx, MMA, WMMA_ARGS)
+    return launch(ctx, fn, WMMA_ARGS, {"a": a.view(np.uint16), "b": b.view(np.uint16), "c": c, "d": np.zeros_like(c),
+                                       "mode": mode}, (1, 1, 1), (32 * a.shape[0], 1, 1), outs=["d"])["d"]
+
+
+@given(waves=st.integers(1, 3), data=st.data())
+def test_mma_sync_computes_a_times_b_plus_c_with_the_ptx_lane_layout(sm90_ctx, waves, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    a = (rng.standard_normal((waves, 16, 16)) * 4).astype(np.float16)
+    b = (rng.standard_normal((waves, 16, 8)) * 4).astype(np.float16)
+    c = (rng.standard_normal((waves, 16, 8)) * 8).astype(np.float32)
+    np.testing.assert_array_equal(mma_launch(sm90_ctx, a, b, c), wmma_model(a, b, c))
+
+
+def test_mma_sync_not_executed_by_the_whole_warp_is_refused(sm90_ctx):
+    a = np.ones((1, 16, 16), np.float16)
+    b, c = np.ones((1, 16, 8), np.float16), np.zeros((1, 16, 8), np.float32)
+    for mode, want in ((1, "lane 9 has exited"), (3, "lane 16 is at another wave operation")):
+        with pytest.raises(DeviceError, match=want):
+            mma_launch(sm90_ctx, a, b, c, mode)
