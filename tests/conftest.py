@@ -107,3 +107,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "peer" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(params=["cpu", "emu", "cuda"])
+def backend(request):
+    """A backend name for model-level tests (forge.load, the executor): the CPU targets by
+    default; `--backend cuda` runs them on the GPU instead."""
+    want = request.config.getoption("--backend")
+    if (request.param == "cuda") != (want == "cuda"):
+        pytest.skip(f"backend {request.param} is not selected (--backend {want})")
+    return request.param

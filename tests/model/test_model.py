@@ -17,15 +17,6 @@ from tests.oracles.llama import Reference
 SHAPE = dict(n_embd=128, n_head=2, n_head_kv=1, n_ff=256)
 
 
-@pytest.fixture(params=["cpu", "emu", "cuda"])
-def backend(request):
-    """The CPU targets by default; `--backend cuda` runs these on the GPU instead."""
-    want = request.config.getoption("--backend")
-    if (request.param == "cuda") != (want == "cuda"):
-        pytest.skip(f"backend {request.param} is not selected (--backend {want})")
-    return request.param
-
-
 @pytest.fixture(scope="module")
 def bpe_path(tmp_path_factory):
     return write_tiny_gguf(tmp_path_factory.mktemp("m") / "bpe.gguf", weight_type="Q8_0", **SHAPE)

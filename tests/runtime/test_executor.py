@@ -48,15 +48,6 @@ def bound(ex, kv):
     return 2e-2 if q8 else (4e-3 if kv == "f16" else 1e-4)
 
 
-@pytest.fixture(params=["emu", "cpu", "cuda"])
-def backend(request):
-    """The CPU targets by default; `--backend cuda` runs these on the GPU instead."""
-    want = request.config.getoption("--backend")
-    if (request.param == "cuda") != (want == "cuda"):
-        pytest.skip(f"backend {request.param} is not selected (--backend {want})")
-    return request.param
-
-
 def q8_rule(ex, rows):
     """The reference's 8-bit-activation predicate for matmuls over `rows` tokens on ex's arch."""
     return lambda t, cols: uses_q8(ex.arch, t, cols, rows)
