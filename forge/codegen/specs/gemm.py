@@ -33,9 +33,17 @@ def k_step(span: int) -> int:
     return max(32, span)
 
 
-def tiles(arch: Arch) -> tuple[int, int, int]:
+def path(arch: Arch, wtype: str) -> str:
+    """Which matrix path multiplies the tiles on `arch` (templates/gemm/<path>.j2): the arch's
+    matrix unit where it has one this kernel uses, else scalar fma."""
+    if arch.has("wmma_f16"):
+        return "wmma"
+    return "scalar"
+
+
+def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
     """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA."""
-    return (WMMA_BM, WMMA_BN, WMMA_THREADS) if arch.has("wmma_f16") else (BM, BN, THREADS)
+    return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
 
 
 class Gemm(KernelSpec):
@@ -47,8 +55,8 @@ class Gemm(KernelSpec):
     def valid(self, p, arch):
         if not arch.is_gpu_semantics:
             return True
-        bm, bn, threads = tiles(arch)
-        if arch.has("wmma_f16"):  # f16 tiles in shared memory
+        bm, bn, threads = tiles(arch, p["wtype"])
+        if path(arch, p["wtype"]) == "wmma":  # f16 tiles in shared memory
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
         return threads <= arch.max_threads
@@ -61,13 +69,13 @@ class Gemm(KernelSpec):
         get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
-        bm, bn, threads = tiles(arch)
+        bm, bn, threads = tiles(arch, p["wtype"])
         return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
-        bm, bn, threads = tiles(arch)
-        return {"wt": wt, "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
+        bm, bn, threads = tiles(arch, p["wtype"])
+        return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
                 "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1]}
 
 
