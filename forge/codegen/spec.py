@@ -95,6 +95,9 @@ class KernelSpec:
     # The family has GPU-model variants (GPUs and the emulator); False for a host-only family.
     gpu: bool = True
     space: dict[str, tuple] = {}  # parameter name -> allowed values (order fixes symbol spelling)
+    # Parameters a caller may leave out (a fusion added to a family later: its old calls and kernel
+    # symbols stay as they were; a value at its default is not spelled in the symbol).
+    defaults: dict[str, Any] = {}
     barrier_free: bool = False  # no sync_threads and no wave ops: the emulator may skip fibers
     doc: str = ""
     # Families that share an oracle or a test module name it here (default: the family's stem),
@@ -148,6 +151,7 @@ class KernelSpec:
 
     def variant(self, arch: Arch, **params: Any) -> "Variant":
         """The variant with these parameters; SpecError when it is outside the space or invalid."""
+        params = {**self.defaults, **params}
         missing = [n for n in self.space if n not in params]
         extra = [n for n in params if n not in self.space]
         if missing or extra:
@@ -191,7 +195,8 @@ class Variant:
     @property
     def symbol(self) -> str:
         """The kernel's C symbol: family and parameter values, e.g. rmsnorm_f32_block256."""
-        return "_".join([self.spec.family] + [_spell(n, v) for n, v in self.items])
+        skip = self.spec.defaults
+        return "_".join([self.spec.family] + [_spell(n, v) for n, v in self.items if n not in skip or skip[n] != v])
 
     @property
     def args(self) -> list[Arg]:

@@ -12,6 +12,7 @@ from hypothesis import given, strategies as st
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import sizes
+from tests.oracles.quantize_q8 import quantize_q8
 from tests.oracles.attention import KV_DTYPES, U32, attention, attention_bound, combine, paged_kv, shuffled_pages
 
 HEAD_DIM = {"f32": 80, "f16": 64, "fp8": 128, "q8_0": 256}  # every dtype, 4 of the head dims
@@ -140,3 +141,37 @@ def test_property_test_catches_combine_dropping_a_split(emu_kctx, tmp_path, monk
     assert_property_catches(emu_kctx, "attn_combine", {"block": 128}, mutation,
                             lambda ctx, data: check_attn_decode(ctx, "f16", data), tmp_path, monkeypatch,
                             max_examples=40)
+
+
+def check_combine_q8(kctx, data):
+    """quant q8: attn_combine's 8-bit blocks equal the quantize_q8 oracle applied to the plain
+    variant's o on the same device, bit for bit (the same f32 o; quantization is exact given o)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    ns, heads, d = data.draw(st.integers(1, 9)), data.draw(st.integers(1, 5)), data.draw(st.sampled_from([32, 64, 128, 256]))
+    m = (rng.standard_normal((ns, heads)) * 10).astype(np.float32)
+    l = rng.uniform(0.5, 50, (ns, heads)).astype(np.float32)
+    o = (rng.standard_normal((ns, heads, d)) * l[..., None]).astype(np.float32)
+    empty = rng.random((ns, heads)) < 0.3
+    m[empty], l[empty], o[empty] = -np.inf, 0, 0
+    args = {"part_o": o, "part_ml": np.stack([m, l], axis=-1), "n_splits": ns, "n_heads": heads, "head_dim": d}
+    plain = run_kernel(kctx, "attn_combine", {"block": 128}, {**args, "o": np.zeros((heads, d), np.float32)}, ["o"],
+                       n_heads=heads)["o"]
+    got = run_kernel(kctx, "attn_combine", {"block": 128, "quant": "q8"},
+                     {**args, "xq": np.full((1, heads * d), 99, np.int8),
+                      "xd": np.full((1, heads * d // 32, 2), 7.0, np.float32)}, ["xq", "xd"], n_heads=heads)
+    xq, xd = quantize_q8(plain.reshape(1, -1))
+    assert np.array_equal(got["xq"], xq)
+    assert np.array_equal(got["xd"].reshape(xd.shape), xd, equal_nan=True)
+
+
+@given(data=st.data())
+def test_attn_combine_q8(kctx, data):
+    if not kctx.arch.is_gpu_semantics:
+        pytest.skip("the fused q8 output exists for GPU-model targets only")
+    check_combine_q8(kctx, data)
+
+
+def test_property_test_catches_combine_q8_block_index(emu_kctx, tmp_path, monkeypatch):
+    mutation = ("xq + c, xd + c / 32u * 2u", "xq + c, xd + d / 32u * 2u")  # every head's scales at head 0's
+    assert_property_catches(emu_kctx, "attn_combine", {"block": 128, "quant": "q8"}, mutation, check_combine_q8,
+                            tmp_path, monkeypatch, max_examples=30)

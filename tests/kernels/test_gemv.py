@@ -74,7 +74,7 @@ def test_rows_per_block_fill_the_device():
 
 MUTANTS = {
     # a block with RMAX live rows leaves its last row undecoded (its sum stays 0)
-    "full_block_last_row_skipped": (f"if (live == {RMAX}u) gemv_rows<{RMAX}>", f"if (live == {RMAX}u) gemv_rows<{RMAX - 1}>"),
+    "full_block_last_row_skipped": (f"if (live == {RMAX}u) {{\n      gemv_rows<{RMAX}>", f"if (live == {RMAX}u) {{\n      gemv_rows<{RMAX - 1}>"),
     # the last decode group of a row is never read
     "tail_group_dropped": ("for (u32 g = lt; g < ng; g += TPR)", "for (u32 g = lt; g + 1 < ng; g += TPR)"),
     # x is read at the group's column inside its unit block instead of inside the row
@@ -88,7 +88,7 @@ MUTANTS = {
     "segment_sum_half": ("for (u32 o = seg / 2; o > 0; o >>= 1) s += shfl_xor(s, o);",
                          "for (u32 o = seg / 4; o > 0; o >>= 1) s += shfl_xor(s, o);"),
     # rows per block taken as RMAX whatever the grid: blocks of a larger grid skip rows
-    "rows_per_block_fixed": ("const u32 per = (nrows + gdim_x() - 1) / gdim_x();", "const u32 per = RMAX;"),
+    "rows_per_block_fixed": ("const u32 per = (nrows + nblk - 1) / nblk;", "const u32 per = RMAX;"),
 }
 
 

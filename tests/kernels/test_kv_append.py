@@ -182,3 +182,51 @@ def test_property_test_catches_mutant(emu_kctx, kv, mutant, tmp_path, monkeypatc
     assert_property_catches(emu_kctx, "kv_append", {"kv": kv, "block": 128}, MUTANTS[kv, mutant],
                             lambda ctx, data: check_kv_append(ctx, kv, False, data), tmp_path, monkeypatch,
                             max_examples=30)
+
+
+def check_rope_q(kctx, data):
+    """rope_q: Q (n_heads rows per token, GQA: more than the K/V heads) comes back rotated as the
+    rope oracle says, within rope's bound; the caches equal the plain variant's on the same device."""
+    kv_heads = data.draw(st.integers(1, 3))
+    heads, d = kv_heads * data.draw(st.integers(1, 3)), data.draw(st.sampled_from([8, 64, 80, 128]))
+    n_tok, page_size = data.draw(st.integers(1, 4)), 16
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    pos = np.arange(3, 3 + n_tok, dtype=np.int32) * data.draw(st.sampled_from([1, 997]))
+    n_pages, table = shuffled_pages(int(pos[-1]) + 1, page_size, rng)
+    k_st, v_st = (np.zeros((n_pages, kv_heads, page_size, 2 * d), np.uint8) for _ in "kv")
+    k, v = (data.draw(arrays((n_tok, kv_heads, d), np.float32)) for _ in "kv")
+    q = data.draw(arrays((n_tok, heads, d), np.float32))
+    mode = data.draw(st.sampled_from(["normal", "neox"]))
+    n_rot = data.draw(st.sampled_from(sorted({2, d // 2 - d // 2 % 2 or 2, d})))
+    args = {"k_new": k, "v_new": v, "pos": pos, "block_table": table, "k_cache": k_st, "v_cache": v_st,
+            "n_tokens": n_tok, "n_kv_heads": kv_heads, "head_dim": d, "page_size": page_size, "n_rot": n_rot,
+            "rope_neox": int(mode == "neox"), "freq_log2": rope_spec.freq_log2(1e4, n_rot), "freq_scale": 1.0}
+    plain = run_kernel(kctx, "kv_append", {"kv": "f16", "block": 128}, args, ["k_cache", "v_cache"],
+                       n_tokens=n_tok, n_kv_heads=kv_heads)
+    got = run_kernel(kctx, "kv_append", {"kv": "f16", "block": 128, "rope_q": True},
+                     {**args, "q": q, "n_heads": heads}, ["k_cache", "v_cache", "q"],
+                     n_tokens=n_tok, n_kv_heads=kv_heads, n_heads=heads)
+    for name in ("k_cache", "v_cache"):
+        np.testing.assert_array_equal(got[name], plain[name])
+    ref, theta = rope_base(q, pos, n_rot, 1e4, 1.0, mode)
+    bound = rotation_bound(q, theta, n_rot, 1e4, mode) + 1e-30
+    err = np.abs(got["q"].astype(np.float64) - ref)
+    assert np.all(err <= bound), float(np.max(err - bound))
+
+
+@given(data=st.data())
+def test_kv_append_rope_q(kctx, data):
+    if not kctx.arch.is_gpu_semantics:
+        pytest.skip("rope_q exists for GPU-model targets only")
+    check_rope_q(kctx, data)
+
+
+@pytest.mark.parametrize("mutation", [
+    ("const u32 j = neox ? (i < half ? i + half : i - half) : (i ^ 1u);",
+     "const u32 j = neox ? (i < half ? i + half : i - half) : i;"),  # normal mode pairs a dim with itself
+    ("(float)pos[qr / (u32)n_heads]", "(float)pos[qr / (u32)n_kv_heads]"),  # Q rows take a K row's token
+], ids=["self_partner", "kv_token"])
+def test_rope_q_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):
+    from tests.kernels.mutants import assert_property_catches
+    assert_property_catches(emu_kctx, "kv_append", {"kv": "f16", "block": 128, "rope_q": True}, mutation,
+                            check_rope_q, tmp_path, monkeypatch, max_examples=40)

@@ -81,7 +81,7 @@ GPU_MUTANTS = {
     # q8_0 blocks at unaligned addresses are not shifted into place
     ("q8_0", "unaligned_unshifted"): ("w[i] = (u32)((((u64)nxt << 32) | cur) >> s);", "w[i] = cur;"),
     # a team round with two live rows leaves the second at 0
-    ("q8_0", "two_rows_last_skipped"): ("(live == 2u) mq_rows<2>", "(live == 2u) mq_rows<1>"),
+    ("q8_0", "two_rows_last_skipped"): ("(live == 2u) {\n      mq_rows<2>", "(live == 2u) {\n      mq_rows<1>"),
     # q5_0: the high halves take their fifth bit from the low half's bits
     ("q5_0", "high_bit_from_low_half"): ("(((qh >> (16u + 4u * i))", "(((qh >> (4u * i))"),
     # q4_k: the second sub-block's min term is dropped

@@ -102,7 +102,7 @@ GPU_MUTANTS = {
     # the sum of q covers half the block's lanes (xd[1] wrong; one assertion site fails)
     "half_sum": ("for (u32 o = 16; o > 0; o >>= 1) v += shfl_xor(v, o);", "for (u32 o = 8; o > 0; o >>= 1) v += shfl_xor(v, o);"),
     # the upper half of a block's xq is never stored
-    "half_stored": ("      xq[row * nc + 32u * b + i] = (i8)q;", "      if (i < 16u) xq[row * nc + 32u * b + i] = (i8)q;"),
+    "half_stored": ("    *q_out = (i8)q;", "    if (i < 16u) *q_out = (i8)q;"),
 }
 
 

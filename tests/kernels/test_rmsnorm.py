@@ -10,8 +10,10 @@ import pytest
 from hypothesis import given, strategies as st
 
 from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays, sizes
 from tests.oracles._fp import NP_DTYPE, U16, U32
+from tests.oracles.quantize_q8 import quantize_q8
 from tests.oracles.rmsnorm import rmsnorm
 
 BLOCK = 256
@@ -49,3 +51,38 @@ def test_rmsnorm_nan_propagates(kctx):
                      {"x": x, "w": np.ones(300, np.float32), "y": np.zeros_like(x), "ncols": 300, "eps": 1e-6},
                      ["y"], rows=2)["y"]
     assert np.all(np.isfinite(out[0])) and np.all(np.isnan(out[1]))
+
+
+def check_rmsnorm_q8(kctx, data):
+    """quant q8: the 8-bit blocks equal the quantize_q8 oracle applied to the plain kernel's y on
+    the same device, bit for bit (the same f32 y, and quantization is exact given y)."""
+    rows, ncols = data.draw(st.integers(1, 3)), 32 * data.draw(st.one_of(st.sampled_from([1, 9]), st.integers(1, 80)))
+    x = data.draw(arrays((rows, ncols), np.float32))
+    if data.draw(st.booleans()):
+        x[0, data.draw(st.integers(0, ncols - 1))] = data.draw(st.sampled_from([np.nan, np.inf]))
+    w = data.draw(arrays((ncols,), np.float32, scale=1.0))
+    args = {"x": x, "w": w, "ncols": ncols, "eps": 1e-5}
+    y = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": BLOCK}, {**args, "y": np.zeros_like(x)}, ["y"],
+                   rows=rows)["y"]
+    got = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": BLOCK, "quant": "q8"},
+                     {**args, "xq": np.full(x.shape, 99, np.int8),
+                      "xd": np.full((rows, ncols // 32, 2), 7.0, np.float32)}, ["xq", "xd"], rows=rows)
+    xq, xd = quantize_q8(y)
+    assert np.array_equal(got["xq"], xq)
+    assert np.array_equal(got["xd"].reshape(xd.shape), xd, equal_nan=True)
+
+
+@given(data=st.data())
+def test_rmsnorm_q8(kctx, data):
+    if not kctx.arch.is_gpu_semantics:
+        pytest.skip("the fused q8 output exists for GPU-model targets only")
+    check_rmsnorm_q8(kctx, data)
+
+
+@pytest.mark.parametrize("mutation", [
+    ("xd + ((u64)bid_x() * nb + b) * 2", "xd + (u64)b * 2"),  # every row's scales written to row 0's
+    ("for (u32 b0 = 0; b0 < nb; b0 += ", "for (u32 b0 = 0; b0 + 8u < nb; b0 += "),  # the last round skipped
+], ids=["row_scales", "last_round"])
+def test_rmsnorm_q8_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):
+    assert_property_catches(emu_kctx, "rmsnorm", {"dtype": "f32", "block": BLOCK, "quant": "q8"}, mutation,
+                            check_rmsnorm_q8, tmp_path, monkeypatch, max_examples=30)

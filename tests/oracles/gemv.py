@@ -41,3 +41,30 @@ def check(out: np.ndarray, ref: np.ndarray, tol: np.ndarray) -> None:
     assert np.array_equal(np.isnan(out[~fin]), np.isnan(ref[~fin])), "NaN pattern differs"
     inf = ~fin & ~np.isnan(ref)
     assert np.array_equal(out[inf], ref[inf]), "Inf outputs differ"
+
+
+def fused(fuse: str, parts: list, res: np.ndarray | None = None) -> list:
+    """[(ref, bound)] of a fused GEMV-shaped launch (common/rowteams.j2) from the (ref, bound) of its
+    plain products W x (and W2 x, W3 x): one per output.
+
+    add: s + res rounds once more: |fl(s + r) - (y + r)| <= tol + u (|y + r| + tol).
+    glu: silu(g) u computed as g / (1 + exp(-g)) * u in f32: the formula's own rounding is at most
+    5 u relative (expf within 2 ulp, then +, / and * once each; an error e in exp(-g) moves
+    1 / (1 + exp(-g)) by at most e relative), bound 8u; the products' errors propagate through
+    |silu'| <= 1.1; and where f32's exp(-g) overflows (g < -88) the kernel gives 0 where silu(g) is
+    below 1e-36 in magnitude."""
+    if fuse == "add":
+        (y, tol), r = parts[0], res.astype(np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            z = y + r
+            return [(z, tol + U * (np.abs(z) + tol))]
+    if fuse == "glu":
+        (g, tg), (u, tu) = parts
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            e = np.exp(-g)
+            s = g / (1.0 + np.where(e > np.finfo(np.float32).max, np.inf, e))
+            z = s * u
+            tol = (np.abs(s) * tu + 1.1 * tg * (np.abs(u) + tu) + 8 * U * np.abs(z)
+                   + 1e-36 * (np.abs(u) + tu) + TINY)
+        return [(z, tol)]
+    return parts

@@ -25,6 +25,35 @@ from ..wtypes import WTYPE_NAMES, get_wtype
 
 THREADS = 256  # per block, every arch (8 waves of 32, 4 of 64)
 RMAX = 4  # rows a block decodes at once; x values are loaded once for all of them
+# What else the launch does (common/rowteams.j2): none, add (+ a residual), glu (silu(W x) * W2 x),
+# multi (three matrices over one x). GPU-model targets only; the host runs them unfused.
+FUSES = ("none", "add", "glu", "multi")
+
+
+def fused_args(fuse: str, args: list[Arg]) -> list[Arg]:
+    """A GEMV-shaped kernel's arguments with its fusion's extras: glu/multi's second (third) weight
+    after w, add's residual `res` and multi's outputs after y, multi's row counts after n_rows."""
+    extra = {"w": {"glu": ["w2"], "multi": ["w2", "w3"]},
+             "y": {"add": ["res"], "multi": ["y2", "y3"]},
+             "n_rows": {"multi": ["n_rows2", "n_rows3"]}}
+    out = []
+    for a in args:
+        out.append(a)
+        for name in extra.get(a.name, {}).get(fuse, []):
+            out.append(Arg.ptr(name, "u8", const=True) if name[0] == "w" else
+                       Arg.ptr(name, "f32", const=True) if name == "res" else
+                       Arg.ptr(name, "f32") if name[0] == "y" else Arg.scalar(name, "i32"))
+    return out
+
+
+def fused_rows(fuse: str, n_rows: int, n_rows2: int = 0, n_rows3: int = 0) -> int:
+    """The rows a fused launch covers (multi: all three matrices')."""
+    return n_rows + n_rows2 + n_rows3 if fuse == "multi" else n_rows
+
+
+def fused_grid(fuse: str, grid: int) -> int:
+    """multi gives each matrix at least one block: at least 3."""
+    return max(3, grid) if fuse == "multi" else grid
 
 
 def default_rows_per_team(arch: Arch, n_rows: int, tpr: int) -> int:
@@ -48,21 +77,22 @@ def row_grid(arch: Arch, n_rows: int, tpr: int, rows_per_team: int | None = None
 
 class Gemv(KernelSpec):
     family = "gemv"
-    space = {"wtype": WTYPE_NAMES}
+    space = {"wtype": WTYPE_NAMES, "fuse": FUSES}
+    defaults = {"fuse": "none"}
     host = True  # the host GEMM with one token (common/host_gemm.h.j2): 4 rows at a time
     doc = "THREADS per block over the columns of up to RMAX rows at a time; w and x (f32) 16-byte aligned, y f32"
 
     def valid(self, p, arch):
         if not arch.is_gpu_semantics:
-            return True
+            return p["fuse"] == "none"
         return THREADS <= arch.max_threads and THREADS % arch.wave_size == 0
 
     def args(self, p):
-        return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
-                Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
+        return fused_args(p["fuse"], [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True),
+                                      Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")])
 
     def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, rows_per_block: int | None = None,
-               rows_per_team: int | None = None) -> Launch:
+               rows_per_team: int | None = None, n_rows2: int = 0, n_rows3: int = 0) -> Launch:
         """GPU: row_grid blocks of THREADS threads (`rows_per_team`: a tuning override, any positive
         number is correct). Host: one block per `rows_per_block` rows (default gemm.host_rows_per_block)."""
         wt = get_wtype(p["wtype"])
@@ -70,7 +100,8 @@ class Gemv(KernelSpec):
         if not arch.is_gpu_semantics:  # a block per chunk of rows, one call each
             from .gemm import host_rows_per_block
             return Launch((ceil_div(n_rows, rows_per_block or host_rows_per_block(n_rows)), 1, 1), (1, 1, 1))
-        return Launch((row_grid(arch, n_rows, THREADS, rows_per_team), 1, 1), (THREADS, 1, 1))
+        rows = fused_rows(p["fuse"], n_rows, n_rows2, n_rows3)
+        return Launch((fused_grid(p["fuse"], row_grid(arch, rows, THREADS, rows_per_team)), 1, 1), (THREADS, 1, 1))
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
@@ -78,7 +109,7 @@ class Gemv(KernelSpec):
         # of Q6_K and MXFP6 (16 and 32 values), whose decode already holds many registers.
         # MXFP6's 32-value groups decode 2 rows at a time (4 rows' values spill on sm_90); its teams take
         # their RMAX rows in two rounds.
-        return {"wt": wt, "rmax": 2 if wt.group_values >= 32 else RMAX, "threads": THREADS, "tpr": THREADS,
+        return {"wt": wt, "fuse": p["fuse"], "rmax": 2 if wt.group_values >= 32 else RMAX, "threads": THREADS, "tpr": THREADS,
                 "unroll": 2 if wt.group_values <= 8 else 1}
 
 

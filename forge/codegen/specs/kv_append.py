@@ -11,7 +11,10 @@ class KVAppend(KernelSpec):
     family = "kv_append"
     # RoPE is a run-time choice (n_rot = 0: none; rope_neox picks the pairing): it costs a uniform
     # branch per row in a memory-bound kernel, and saves two thirds of the variants.
-    space = {"kv": KV_DTYPES, "block": (128,)}
+    # rope_q (GPU-model targets): the same launch rotates Q in place (args q, n_heads), so the decode
+    # step needs no separate rope launch.
+    space = {"kv": KV_DTYPES, "block": (128,), "rope_q": (False, True)}
+    defaults = {"rope_q": False}
     host = True
     oracle = "attention"
     doc = ("one wave per (token, kv head) row; head_dim <= 256 at run time (q8_0: a multiple of 32, "
@@ -19,6 +22,8 @@ class KVAppend(KernelSpec):
            "n_rot > 0 rotates the first n_rot dims of K (rope_neox: NeoX pairing, else normal)")
 
     def valid(self, p, arch):
+        if p["rope_q"] and not arch.is_gpu_semantics:
+            return False
         if not arch.is_gpu_semantics:  # the host kernel takes a token per call; block is unused
             return True
         return p["block"] <= arch.max_threads and p["block"] % arch.wave_size == 0
@@ -30,15 +35,18 @@ class KVAppend(KernelSpec):
                 Arg.scalar("n_tokens", "i32"), Arg.scalar("n_kv_heads", "i32"),
                 Arg.scalar("head_dim", "i32"), Arg.scalar("page_size", "i32"),
                 Arg.scalar("n_rot", "i32"), Arg.scalar("rope_neox", "i32"),
-                Arg.scalar("freq_log2", "f32"), Arg.scalar("freq_scale", "f32")]
+                Arg.scalar("freq_log2", "f32"), Arg.scalar("freq_scale", "f32"),
+                *([Arg.ptr("q", "f32"), Arg.scalar("n_heads", "i32")] if p["rope_q"] else [])]
 
-    def launch(self, p, arch: Arch, *, n_tokens: int, n_kv_heads: int) -> Launch:
+    def launch(self, p, arch: Arch, *, n_tokens: int, n_kv_heads: int, n_heads: int = 0) -> Launch:
+        """rope_q: n_heads Q rows per token after the K/V rows."""
         if n_tokens < 0 or n_kv_heads < 1:
             raise SpecError(f"kv_append: n_tokens {n_tokens} and n_kv_heads {n_kv_heads} must be >= 0 and >= 1")
         if not arch.is_gpu_semantics:
             return Launch((max(1, n_tokens), 1, 1), (1, 1, 1))
         rows_per_block = p["block"] // arch.wave_size
-        return Launch((max(1, ceil_div(n_tokens * n_kv_heads, rows_per_block)), 1, 1), (p["block"], 1, 1))
+        rows = n_tokens * (n_kv_heads + (n_heads if p["rope_q"] else 0))
+        return Launch((max(1, ceil_div(rows, rows_per_block)), 1, 1), (p["block"], 1, 1))
 
 
 register(KVAppend())

@@ -56,23 +56,25 @@ def host_rows_per_block(n_rows: int) -> int:
 
 class MatmulQ8(KernelSpec):
     family = "matmul_q8"
-    space = {"wtype": INT_WTYPES}
+    space = {"wtype": INT_WTYPES, "fuse": gemv.FUSES}  # fuse: as gemv's (common/rowteams.j2), GPU only
+    defaults = {"fuse": "none"}
     host = True
     gpu = True
     barrier_free = False  # the GPU kernels reduce through waves and shared memory
     doc = "y[t] = W (xq[t] * d_x[t]); integer dot products per 32 columns, one float scale per block"
 
     def args(self, p):
-        return [Arg.ptr("w", "u8", const=True), Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True),
-                Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"),
-                Arg.scalar("n_tokens", "i32")]
+        return gemv.fused_args(p["fuse"], [
+            Arg.ptr("w", "u8", const=True), Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True),
+            Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"), Arg.scalar("n_tokens", "i32")])
 
     def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int, rows_per_block: int | None = None,
-               rows_per_team: int | None = None) -> Launch:
+               rows_per_team: int | None = None, n_rows2: int = 0, n_rows3: int = 0) -> Launch:
         """Host: row chunks of `rows_per_block` x token chunks. GPU: gpu_launch (`rows_per_team`)."""
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows, n_tokens=n_tokens)
         if arch.is_gpu_semantics:
-            return self.gpu_launch(p, n_rows, n_cols, n_tokens, arch, rows_per_team)
+            return self.gpu_launch(p, gemv.fused_rows(p["fuse"], n_rows, n_rows2, n_rows3), n_cols, n_tokens, arch,
+                                   rows_per_team)
         rpb = rows_per_block or host_rows_per_block(n_rows)
         return Launch((ceil_div(n_rows, rpb), ceil_div(n_tokens, TOKENS), 1), (1, 1, 1))
 
@@ -80,18 +82,21 @@ class MatmulQ8(KernelSpec):
         if arch.is_gpu_semantics:
             # Two units in flight per row, except q8_0 and q6_k, whose units already hold 9 and 18 loads
             # per row (and for which ptxas spills at two).
-            return {"wt": get_wtype(p["wtype"]), "rmax": gemv.RMAX, "threads": gemv.THREADS, "tpr": self.team(p),
+            return {"wt": get_wtype(p["wtype"]), "fuse": p["fuse"], "rmax": gemv.RMAX, "threads": gemv.THREADS, "tpr": self.team(p),
                     "unroll": 1 if p["wtype"] in ("q8_0", "q6_k") else 2}
         return {"wt": get_wtype(p["wtype"]), "tb": TB}
 
     # --- GPU kernels (matmul_q8.hip.j2) ----------------------------------------------------------
     def valid(self, p, arch):
-        return not arch.is_gpu_semantics or (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
+        if not arch.is_gpu_semantics:
+            return p["fuse"] == "none"
+        return (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
 
     def gpu_launch(self, p, n_rows: int, n_cols: int, n_tokens: int, arch: Arch, rows_per_team: int | None) -> Launch:
         """Grid (row blocks as gemv.row_grid over the row's units, tokens); `rows_per_team` (a tuning
         override) is any positive number: the kernel derives its rows from the grid."""
-        return Launch((gemv.row_grid(arch, n_rows, self.team(p), rows_per_team), n_tokens, 1), (gemv.THREADS, 1, 1))
+        grid = gemv.fused_grid(p["fuse"], gemv.row_grid(arch, n_rows, self.team(p), rows_per_team))
+        return Launch((grid, n_tokens, 1), (gemv.THREADS, 1, 1))
 
     @staticmethod
     def team(p) -> int:
