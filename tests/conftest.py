@@ -109,10 +109,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(params=["cpu", "emu", "cuda"])
+@pytest.fixture(params=["cpu", "emu", "emu-sm90", "cuda"])
 def backend(request):
     """A backend name for model-level tests (forge.load, the executor): the CPU targets by
-    default; `--backend cuda` runs them on the GPU instead."""
+    default (emu-sm90: the emulator through the NVIDIA target's code paths — int8 dot products,
+    fused decode kernels, mma.sync); `--backend cuda` runs them on the GPU instead."""
     want = request.config.getoption("--backend")
     if (request.param == "cuda") != (want == "cuda"):
         pytest.skip(f"backend {request.param} is not selected (--backend {want})")

@@ -4,6 +4,8 @@
 
   cpu    the host CPU: kernels written for a CPU (-O3 -march=native), on a thread pool
   emu    the CPU emulator of the GPU model at wave 32 (emu64: wave 64) — a test vehicle, slow
+  emu-sm90, emu-gfx1100, ...   the emulator running the code paths of that target's features
+         (forge.arch.EMU_ARCHS: mma.sync, WMMA, int8 dot products) at its wave size
   cuda   an NVIDIA GPU through the CUDA driver (cuda-bindings); the arch from its compute capability
   hip    an AMD GPU through HIP (hip-python); the arch from its gfx name
   auto   cuda, then hip, else cpu
@@ -11,10 +13,10 @@
 
 from __future__ import annotations
 
-from ..arch import Arch, get_arch
+from ..arch import EMU_ARCHS, Arch, get_arch
 from ..errors import DeviceError
 
-BACKENDS = ("auto", "cpu", "cuda", "hip", "emu", "emu64")
+BACKENDS = ("auto", "cpu", "cuda", "hip") + EMU_ARCHS
 
 
 def _cpu(store=None, toolchain=None):
@@ -58,8 +60,11 @@ def open_backend(name: str = "auto", arch: str | Arch | None = None, *, store=No
             dev, a = _cpu(store, toolchain)
     else:
         try:
-            dev, a = {"cpu": _cpu, "cuda": _cuda, "hip": _hip, "emu": lambda s, t: _emu(32, s, t),
-                      "emu64": lambda s, t: _emu(64, s, t)}[name](store, toolchain)
+            if name in EMU_ARCHS:
+                dev, a = _emu(get_arch(name).wave_size, store, toolchain)
+                a = get_arch(name)
+            else:
+                dev, a = {"cpu": _cpu, "cuda": _cuda, "hip": _hip}[name](store, toolchain)
         except ImportError as e:
             raise DeviceError(f"backend {name!r} is not available: {e}") from None
     return dev, (get_arch(arch) if arch is not None else a)

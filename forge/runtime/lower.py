@@ -15,6 +15,16 @@ Choices, by what the arch offers (never by its name):
   attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
              chunks + attn_combine, the context length read from device memory
   rope       in place on q (K is rotated by kv_append on its way into the cache)
+
+Fusion (decode is launch-bound: a step is hundreds of launches of ~1.6 us each on an H100), where
+the arch has the fused variant (GPU-model targets; the host keeps its own kernels), as peepholes
+on the calls just emitted:
+  rmsnorm -> quantize_q8          one rmsnorm (attn_combine) with quant q8, when every reader of its
+  attn_combine -> quantize_q8     output is an integer matmul
+  matmul, matmul(, matmul)        one `multi` launch when they read the same x (Q, K, V)
+  multi(gate, up) -> swiglu       one `glu` launch writing silu(gate) * up
+  matmul -> add                   one `add` launch (the residual added in the matmul's write)
+  rope(q) -> kv_store             one kv_append with rope_q (Q rotated in place beside K)
 """
 
 from __future__ import annotations
@@ -86,6 +96,11 @@ class _Lowerer:
         self.sizes: dict[str, int] = {}
         self.alias: dict[str, str] = {}
         self.q8: dict[str, tuple[str, str]] = {}  # activation -> its quantized (xq, xd)
+        self.outputs = {t.name for t in g.of_kind("output")}
+        self.readers: dict[str, list] = {}  # tensor -> the nodes that read it
+        for n in g.nodes:
+            for t in n.inputs:
+                self.readers.setdefault(t, []).append(n)
         for t in g.tensors.values():
             if t.kind in ("activation", "output"):
                 self.sizes[t.name] = 4 * t.numel(self.dims)
@@ -129,24 +144,115 @@ class _Lowerer:
         x = self.ref(x)
         if uses_q8(self.arch, wt, n_in, rows):
             xq, xd = self.quantized(x, rows, n_in)
-            self.call("matmul_q8", {"wtype": wt},
-                      {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
-                      y, n_rows=n_out, n_cols=n_in, n_tokens=rows)
+            self.gemv_call("matmul_q8", {"wtype": wt},
+                           {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
+                           y, n_rows=n_out, n_cols=n_in, n_tokens=rows)
         elif self.phase == "decode" and rows == 1:
-            self.call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
-                      n_rows=n_out, n_cols=n_in)
+            self.gemv_call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
+                           n_rows=n_out, n_cols=n_in)
         else:
             self.call("gemm", {"wtype": wt}, {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
 
+    # ---- fusion peepholes ---------------------------------------------------------------------
+    def last(self, family: str, **params) -> Call | None:
+        """The call just emitted, if it is of `family` with these parameter values."""
+        c = self.calls[-1] if self.calls else None
+        if c is None or c.family != family or any(c.params.get(k, "none") != v for k, v in params.items()):
+            return None
+        return c
+
+    def fusable(self, family: str, **params) -> bool:
+        return has_variant(family, self.arch, **params)
+
+    def gemv_call(self, family: str, params: dict, args: dict, node: str, **shapes) -> None:
+        """A GEMV-shaped call, merged into the previous one as `multi` (up to three matrices) when
+        that one reads the same x with the same weight type and shape."""
+        xkey = "xq" if family == "matmul_q8" else "x"
+        prev = self.last(family)
+        if (prev is not None and prev.params["wtype"] == params["wtype"] and prev.args[xkey] == args[xkey]
+                and prev.args["n_cols"] == args["n_cols"] and prev.args.get("n_tokens") == args.get("n_tokens")
+                and prev.params.get("fuse", "none") in ("none", "multi") and prev.args.get("n_rows3", 0) == 0
+                and self.fusable(family, wtype=params["wtype"], fuse="multi")):
+            k = "2" if prev.params.get("fuse", "none") == "none" else "3"
+            if k == "2":
+                prev.params = {**prev.params, "fuse": "multi"}
+                prev.args.update(w2=prev.args["w"], y2=prev.args["y"], n_rows2=0, w3=prev.args["w"],
+                                 y3=prev.args["y"], n_rows3=0)
+            prev.args.update({"w" + k: args["w"], "y" + k: args["y"], "n_rows" + k: args["n_rows"]})
+            prev.shapes.update(n_rows2=prev.args["n_rows2"], n_rows3=prev.args["n_rows3"])
+            prev.node += "+" + node
+            return
+        self.call(family, params, args, node, **shapes)
+
+    def only_reader(self, tensor: str, node) -> bool:
+        rs = self.readers.get(tensor, [])
+        return len(rs) == 1 and rs[0] is node and tensor not in self.outputs
+
+    def fuse_glu(self, n, gate: str, up: str) -> bool:
+        """multi(gate, up) just emitted + swiglu -> one glu launch writing the swiglu output."""
+        (y,) = n.outputs
+        for family in ("gemv", "matmul_q8"):
+            c = self.last(family, fuse="multi")
+            if (c is not None and c.args["n_rows3"] == 0 and (c.args["y"], c.args["y2"]) == (gate, up)
+                    and self.only_reader(gate, n) and self.only_reader(up, n)
+                    and self.fusable(family, wtype=c.params["wtype"], fuse="glu")):
+                c.params = {**c.params, "fuse": "glu"}
+                for k in ("y2", "y3", "w3", "n_rows2", "n_rows3"):
+                    del c.args[k]
+                c.shapes = {k: v for k, v in c.shapes.items() if k not in ("n_rows2", "n_rows3")}
+                c.args["y"], c.node = y, c.node + "+" + y
+                return True
+        return False
+
+    def fuse_add(self, n, a: str, b: str) -> bool:
+        """A matmul whose output only this add reads, just emitted -> its write adds the residual."""
+        (y,) = n.outputs
+        for family in ("gemv", "matmul_q8"):
+            c = self.last(family, fuse="none")
+            if c is None or not self.fusable(family, wtype=c.params["wtype"], fuse="add"):
+                continue
+            for prod, res in ((b, a), (a, b)):
+                if c.args["y"] == self.ref(prod) and self.only_reader(prod, n) and self.ref(res) != c.args["y"]:
+                    c.params = {**c.params, "fuse": "add"}
+                    c.args.update(y=y, res=self.ref(res))
+                    c.node += "+" + y
+                    return True
+        return False
+
     def quantized(self, x: str, rows: int, cols: int) -> tuple[str, str]:
-        """x in 8-bit blocks (quantize_q8 once per activation, however many matmuls read it)."""
+        """x in 8-bit blocks (quantize_q8 once per activation, however many matmuls read it; in the
+        rmsnorm that made x where that is the call just emitted and only integer matmuls read x)."""
+        if x not in self.q8 and self.fuse_norm_q8(x, rows, cols):
+            return self.q8[x]
         if x not in self.q8:
             xq = self.scratch(f"{x}:q8", rows * cols)
             xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
             self.call("quantize_q8", {}, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
             self.q8[x] = (xq, xd)
         return self.q8[x]
+
+    def fuse_norm_q8(self, x: str, rows: int, cols: int) -> bool:
+        """The call just emitted made x (rmsnorm, or attn_combine's o) and only integer matmuls read
+        x: that call writes x's 8-bit blocks instead of x."""
+        c = self.calls[-1] if self.calls else None
+        out = {"rmsnorm": "y", "attn_combine": "o"}.get(c.family) if c else None
+        if out is None or c.args[out] != x or c.params.get("quant", "none") != "none":
+            return False
+        if not self.fusable(c.family, **{**c.params, "quant": "q8"}) or c.args.get("head_dim", 32) % 32:
+            return False
+        for r in self.readers.get(x, []):
+            if r.op != "matmul" or r.inputs[1] != x:
+                return False
+            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
+                return False
+        xq = self.scratch(f"{x}:q8", rows * cols)
+        xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
+        c.params = {**c.params, "quant": "q8"}
+        del c.args[out]
+        c.args.update(xq=xq, xd=xd)
+        self.q8[x] = (xq, xd)
+        return True
 
     def addrow(self, n, x, b):
         (y,) = n.outputs
@@ -155,12 +261,16 @@ class _Lowerer:
                   {"a": self.ref(x), "b": b, "y": y, "n": rows * cols, "ncols": cols}, y, n=rows * cols)
 
     def add(self, n, a, b):
+        if self.fuse_add(n, a, b):
+            return
         (y,) = n.outputs
         rows, cols = self.shape(y)
         self.call("elementwise", {"op": "add", "dtype": "f32", "block": 256},
                   {"a": self.ref(a), "b": self.ref(b), "y": y, "n": rows * cols}, y, n=rows * cols)
 
     def swiglu(self, n, gate, up):
+        if self.fuse_glu(n, self.ref(gate), self.ref(up)):
+            return
         (y,) = n.outputs
         rows, cols = self.shape(y)
         self.call("swiglu", {"dtype": "f32", "block": 256},
@@ -179,13 +289,23 @@ class _Lowerer:
 
     def kv_store(self, n, k, v, pos):
         a, i = n.attrs, n.attrs["layer"]
-        self.call("kv_append", {"kv": self.opts.kv_dtype, "block": 128},
+        params, extra, shapes = {"kv": self.opts.kv_dtype, "block": 128}, {}, {}
+        r = self.last("rope")
+        if (r is not None and r.args["pos"] == pos and r.params["dtype"] == "f32"
+                and (r.args["n_rot"], r.params["mode"], r.args["freq_log2"], r.args["freq_scale"])
+                == (a["n_rot"], a["mode"], freq_log2(a["base"], a["n_rot"]), float(a["scale"]))
+                and r.args["head_dim"] == a["head_dim"] and self.fusable("kv_append", **params, rope_q=True)):
+            self.calls.pop()  # Q's rotation moves into the append
+            params["rope_q"] = True
+            extra = {"q": r.args["x"], "n_heads": r.args["n_heads"]}
+            shapes = {"n_heads": r.args["n_heads"]}
+        self.call("kv_append", params,
                   {"k_new": self.ref(k), "v_new": self.ref(v), "pos": pos, "block_table": ("table",),
                    "k_cache": ("kv", i, "k"), "v_cache": ("kv", i, "v"), "n_tokens": self.dims["T"],
                    "n_kv_heads": a["n_kv_heads"], "head_dim": a["head_dim"], "page_size": self.opts.page_size,
                    "n_rot": a["n_rot"], "rope_neox": int(a["mode"] == "neox"),
-                   "freq_log2": freq_log2(a["base"], a["n_rot"]), "freq_scale": float(a["scale"])},
-                  n.outputs[0], n_tokens=self.dims["T"], n_kv_heads=a["n_kv_heads"])
+                   "freq_log2": freq_log2(a["base"], a["n_rot"]), "freq_scale": float(a["scale"]), **extra},
+                  n.outputs[0], n_tokens=self.dims["T"], n_kv_heads=a["n_kv_heads"], **shapes)
 
     def attention(self, n, q, cache):
         (o,) = n.outputs
