@@ -98,7 +98,20 @@ def _assemble(env, arch: Arch, kernel: KernelInfo, ctx: dict, body, root) -> str
             raise RenderError(f"template {e.name} not found under {root or TEMPLATES}") from None
         except jinja2.UndefinedError as e:
             raise RenderError(f"{name} for {kernel.symbol}: {e.message}") from None
-    return "\n".join(parts)
+    src = "\n".join(parts)
+    if arch.prelude == "cuda":
+        src = _entry_hook(src, kernel)
+    return src
+
+
+def _entry_hook(src: str, kernel: KernelInfo) -> str:
+    """NVIDIA: every kernel's first statement is forge_kernel_entry() (prelude_cuda.h): on Hopper the
+    wait for the preceding kernel of a programmatic-dependent launch (and the early start of the next),
+    a no-op elsewhere. Every template opens its kernel as `<symbol>(<signature>) {`."""
+    opening = f"{kernel.symbol}({kernel.signature}) {{"
+    if src.count(opening) != 1:
+        raise RenderError(f"{kernel.symbol}: the kernel's opening `{opening[:60]}...` must appear once")
+    return src.replace(opening, opening + " forge_kernel_entry();")
 
 
 def override_source(symbol: str) -> str | None:

@@ -19,8 +19,10 @@ context unusable, as CUDA always does.
 from __future__ import annotations
 
 import ctypes
+import os
 import struct
 import threading
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,6 +30,10 @@ import numpy as np
 from ..arch import ARCHS, Arch
 from ..errors import DeviceError
 from .device import check_range
+
+
+class PdlRefused(DeviceError):
+    """The driver refused a programmatic-dependent launch (record() then captures without)."""
 
 _SLOT = {"ptr": "Q", "f32": "f4x", "i32": "i4x", "u32": "I4x", "i64": "q", "u64": "Q"}
 _STATIC_SMEM = 48 * 1024  # a kernel may use more dynamic shared memory only after cuFuncSetAttribute
@@ -260,6 +266,10 @@ class CudaDevice:
         self.name = f"cuda:{ordinal}"
         self._capture_stream: CudaStream | None = None
         self._ok = drv.CUresult.CUDA_SUCCESS
+        # Programmatic dependent launch in captured launch lists (Hopper on): each kernel's blocks may
+        # start while the previous kernel drains, waiting at their entry (prelude_cuda.h) for its
+        # results; a decode step is hundreds of short kernels. FORGE_PDL=0 turns it off (A/B timing).
+        self.pdl = self.capability >= (9, 0) and os.environ.get("FORGE_PDL", "1") != "0"
 
     def __repr__(self) -> str:
         return f"<CudaDevice {self.name} {self.device_name} sm_{self.capability[0]}{self.capability[1]}, {self.sm_count} SMs>"
@@ -373,6 +383,25 @@ class CudaDevice:
             raise DeviceError(f"{fn.symbol}: launch of grid {tuple(grid)} block {tuple(block)} shared "
                               f"{shared_bytes} failed: {_err_name(self._drv, err)}")
 
+    def _launch_pdl(self, fn: CudaFunction, grid, block, shared_bytes: int, values, args, stream) -> None:
+        """launch() with the programmatic-stream-serialization attribute (cuLaunchKernelEx)."""
+        drv = self._drv
+        packer = fn.packer = fn.packer or Packer(fn.symbol, args)
+        params = packer.pack(values)
+        if shared_bytes > fn.dyn_smem:
+            self._raise_smem(fn, shared_bytes)
+        cfg = drv.CUlaunchConfig()
+        cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = (int(g) for g in grid)
+        cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = (int(b) for b in block)
+        cfg.sharedMemBytes, cfg.hStream = shared_bytes, stream.handle
+        attr = drv.CUlaunchAttribute()
+        attr.id = drv.CUlaunchAttributeID.CU_LAUNCH_ATTRIBUTE_PROGRAMMATIC_STREAM_SERIALIZATION
+        attr.value.programmaticStreamSerializationAllowed = 1
+        cfg.attrs, cfg.numAttrs = [attr], 1
+        err, = drv.cuLaunchKernelEx(cfg, fn.handle, params, 0)
+        if err != self._ok:
+            raise PdlRefused(f"{fn.symbol}: programmatic-dependent launch failed: {_err_name(drv, err)}")
+
     def _raise_smem(self, fn: CudaFunction, nbytes: int) -> None:
         attr = self._drv.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
         _check(self._drv, self._drv.cuFuncSetAttribute(fn.handle, attr, nbytes),
@@ -410,7 +439,19 @@ class CudaDevice:
     # ---- launch lists ------------------------------------------------------------------------------
     def record(self, launches) -> CudaGraph:
         """Capture `launches` (BoundLaunch) into a CUDA graph, once; `.run(stream)` replays them in
-        order with one cuGraphLaunch. Nothing runs during the capture."""
+        order with one cuGraphLaunch. Nothing runs during the capture. With `pdl`, the kernels are
+        linked by programmatic dependencies; if the driver refuses that, PDL is turned off for this
+        device (a warning says so) and the list is captured plainly."""
+        launches = list(launches)
+        if self.pdl:
+            try:
+                return self._capture(launches, True)
+            except PdlRefused as e:
+                self.pdl = False
+                warnings.warn(f"{self.device_name}: programmatic dependent launch is off ({e})", RuntimeWarning)
+        return self._capture(launches, False)
+
+    def _capture(self, launches: list, pdl: bool) -> CudaGraph:
         drv = self._drv
         self._current()
         if self._capture_stream is None:
@@ -418,10 +459,10 @@ class CudaDevice:
         s = self._capture_stream
         mode = drv.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL
         _check(drv, drv.cuStreamBeginCapture(s.handle, mode), "cuStreamBeginCapture")
-        launches = list(launches)
+        launch = self._launch_pdl if pdl else self.launch
         try:
             for b in launches:
-                self.launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args, s)
+                launch(b.fn, b.grid, b.block, b.shared_bytes, b.values, b.args, s)
         except BaseException:
             drv.cuStreamEndCapture(s.handle)  # leave the stream usable; the partial graph is dropped
             raise

@@ -79,3 +79,25 @@ def test_all_archs_render_all_families():
     for a in ARCHS.values():
         if a.is_gpu_semantics:  # the host target has kernels only for the families that need speed
             assert len(select_variants(a)) >= 10, a.name
+
+
+def test_nvidia_kernels_open_with_the_pdl_entry():
+    """Every NVIDIA kernel's first statement is forge_kernel_entry() (render.py), which on sm_90
+    holds griddepcontrol.wait: the runtime links captured kernels by programmatic dependencies, so
+    a kernel without the wait would read its predecessor's output early."""
+    from forge.codegen.toolchain import nvrtc_toolchain
+    arch = get_arch("sm_90")
+    for spec in all_specs():
+        for v in spec.variants(arch)[:2]:
+            src = render(v, arch)
+            assert f"{v.symbol}({', '.join(a.decl for a in v.args)}) {{ forge_kernel_entry();" in src
+    tc = nvrtc_toolchain()
+    if tc is None:
+        pytest.skip("no NVRTC (pip install '.[cuda]')")
+    import tempfile
+    from pathlib import Path
+    v = get_spec("rmsnorm").variant(arch, dtype="f32", block=256)
+    with tempfile.TemporaryDirectory() as work:
+        ptx = tc.compile(render(v, arch), arch, v.symbol, Path(work), True).asm
+    assert ptx.index("griddepcontrol.wait") < ptx.index("ld.global")
+    assert "griddepcontrol" not in render(v, get_arch("emu"))

@@ -247,6 +247,36 @@ def test_record_replays_the_launch_list_in_order_and_reads_device_values(dev, ct
         dev.free(acc), dev.free(count)
 
 
+def test_recorded_chains_wait_for_their_predecessor_under_pdl(dev, ctx):
+    """Each kernel of a recorded list reads what the one before wrote: with programmatic dependent
+    launch (on from Hopper) the next kernel's blocks start early and must wait at their entry
+    (prelude_cuda.h). 300 dependent steps over 64 blocks give a race many chances to show."""
+    body = """
+KERNEL(128) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 i = bid_x() * bdim_x() + tid_x();
+  dst[i] = src[(i + 128u) % (u32)n] + 1.0f;  // another block's value from the step before
+}
+"""
+    args = [Arg.ptr("src", "f32", const=True), Arg.ptr("dst", "f32"), Arg.scalar("n", "i32")]
+    fn = compile_inline(ctx, body, args)
+    n = 64 * 128
+    a, b = dev.alloc(4 * n), dev.alloc(4 * n)
+    try:
+        dev.upload(a, np.zeros(n, np.float32))
+        steps = [BoundLaunch(fn, (64, 1, 1), (128, 1, 1), 0, pair + (n,), tuple(args)) for pair in [(a, b), (b, a)]]
+        graph = dev.record(steps * 150)
+        assert dev.pdl == (dev.capability >= (9, 0))  # the driver took the programmatic launches
+        for _ in range(3):
+            graph.run()
+        dev.synchronize()
+        # 900 everywhere only if every step read all of the step before's writes
+        got = np.frombuffer(dev.download(a), np.float32)
+        assert np.all(got == 900.0), (got.min(), got.max())
+        graph.close()
+    finally:
+        dev.free(a), dev.free(b)
+
+
 def test_a_failing_launch_inside_record_leaves_the_stream_usable(dev, ctx):
     fn = compile_inline(ctx, BUMP_BODY, BUMP_ARGS)
     acc, count = dev.alloc(16), dev.alloc(4)

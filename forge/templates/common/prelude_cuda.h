@@ -23,6 +23,16 @@ DEVICE u32 linear_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + block
 DEVICE u32 lane_id() { return linear_tid() % WAVE_SIZE; }
 DEVICE u32 wave_id() { return linear_tid() / WAVE_SIZE; }
 DEVICE void sync_threads() { __syncthreads(); }
+// Every kernel's first statement (forge/codegen/render.py adds it). Hopper's programmatic dependent
+// launch (the runtime's captured decode step, forge/runtime/cuda.py) lets a kernel start while the one
+// before it drains: wait until that one has finished and its writes are visible, then allow the next
+// kernel to start its blocks as ours finish. Without such a launch both instructions return at once.
+DEVICE void forge_kernel_entry() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
 
 // ---- wave (warp) operations; out-of-wave sources keep the lane's own value ----
 #define FORGE_FULL 0xffffffffu
