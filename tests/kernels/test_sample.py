@@ -101,8 +101,7 @@ MUTANTS = {
     # the penalty multiplies positive logits (making repeated tokens more likely)
     "penalty_sign": ("return l > 0.0f ? l / pen : l * pen;", "return l > 0.0f ? l * pen : l / pen;"),
     # greedy ties go to the highest id
-    "argmax_tie": ("(scratch[s] == scratch[0] && best_idx[s] < best_idx[0])",
-                   "(scratch[s] == scratch[0] && best_idx[s] > best_idx[0])"),
+    "argmax_tie": ("(v == bv && i < bi)", "(v == bv && i > bi)"),
 }
 
 
