@@ -29,12 +29,22 @@ def _use_cache_dir(args) -> None:
         os.environ["FORGE_CACHE_DIR"] = str(args.cache_dir)
 
 
-def _load(args):
+def _load(args, path=None, ctx=None):
+    """forge.load with the model options; with --weights, the conversion's one line on stderr (in
+    place of load's warning about kept matrices, which says the same)."""
+    import warnings
+
     import forge
+    from .model.convert import WeightsKept
     _use_cache_dir(args)
-    path = _model_path(args.model, getattr(args, "quiet", False))
-    return forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=args.ctx,
-                      kernels=args.kernels)
+    path = path or _model_path(args.model, getattr(args, "quiet", False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WeightsKept)
+        m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype,
+                       max_context=ctx or args.ctx, kernels=args.kernels, weights=args.weights)
+    if m.conversion is not None:
+        print(f"forge: {m.conversion.summary()}", file=sys.stderr)
+    return m
 
 
 def cmd_run(args) -> int:
@@ -68,11 +78,10 @@ def cmd_fetch(args) -> int:
 
 def cmd_graph(args) -> int:
     from .model.config import config_from_gguf
+    from .model.convert import model_graph
     from .model.gguf import load_gguf
-    from .model.llama import build_llama_graph
-    from .model.weights import weight_types
     g = load_gguf(_model_path(args.model))
-    graph = build_llama_graph(config_from_gguf(g), weight_types(g))
+    graph, _ = model_graph(g, config_from_gguf(g), args.weights)
     print(graph.to_json() if args.json else graph.summary())
     return 0
 
@@ -104,13 +113,8 @@ def cmd_perplexity(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    import forge
     from .model.bench import bench
-    _use_cache_dir(args)
-    path = _model_path(args.model)
-    ctx = max(args.p, args.depth + args.n + 2)
-    m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype, max_context=ctx,
-                   kernels=args.kernels)
+    m = _load(args, _model_path(args.model), ctx=max(args.p, args.depth + args.n + 2))
     r = bench(m, n_prompt=args.p, n_gen=args.n, depth=args.depth, reps=args.reps)
     if args.json:
         print(json.dumps({"model": r.model, "backend": r.backend, "arch": r.arch, "pp": args.p, "tg": args.n,
@@ -120,6 +124,15 @@ def cmd_bench(args) -> int:
     else:
         print(r.table())
     return 0
+
+
+def weights_option(p) -> None:
+    """--weights, shared by the model commands and `forge build --pack --model`."""
+    from .model.convert import WEIGHT_FORMATS
+    p.add_argument("--weights", choices=list(WEIGHT_FORMATS), default=None, metavar="MX",
+                   help="convert the model's F32/F16/BF16/Q8_0 matrices to this MX type at load: mxfp4, mxfp6 "
+                        "(E2M3), mxfp8 (E4M3), or mxfp6_e3m2/mxfp8_e5m2; the token embedding and matrices "
+                        "already quantized keep their types")
 
 
 def _model_options(p) -> None:
@@ -132,6 +145,7 @@ def _model_options(p) -> None:
     p.add_argument("--ctx", type=int, default=None, help="context tokens (default: the model's, at most 4096)")
     p.add_argument("--kernels", metavar="PACK.tar", help="run the kernels of a pack (`forge build --pack`); no "
                                                          "compiler needed")
+    weights_option(p)
 
 
 def register(sub, common) -> None:
@@ -159,6 +173,7 @@ def register(sub, common) -> None:
     g = sub.add_parser("graph", parents=[common], help="print a model's layer graph")
     g.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: SmolLM2-135M)")
     g.add_argument("--json", action="store_true", help="the graph as JSON")
+    weights_option(g)
     g.set_defaults(fn=cmd_graph)
 
     p = sub.add_parser("perplexity", parents=[common], help="perplexity of a text, as llama.cpp's llama-perplexity")

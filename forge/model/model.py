@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -28,10 +29,10 @@ from ..runtime.dispatch import Dispatcher
 from ..runtime.executor import Executor, SamplingSettings
 from ..runtime.kvcache import KV_DTYPES
 from .config import ModelConfig, config_from_gguf
+from .convert import Conversion, WeightsKept, convert_weights, model_graph
 from .gguf import load_gguf
-from .llama import build_llama_graph
 from .tokenizer import Tokenizer
-from .weights import weight_arrays, weight_types
+from .weights import weight_arrays
 
 DEFAULT_CONTEXT = 4096  # max_context when not given: the file's training context, capped here
 
@@ -65,9 +66,11 @@ class _Stream:
 class Model:
     """A loaded model on one device. Construct with forge.load()."""
 
-    def __init__(self, path: Path, cfg: ModelConfig, tokenizer: Tokenizer, executor: Executor, backend: str):
+    def __init__(self, path: Path, cfg: ModelConfig, tokenizer: Tokenizer, executor: Executor, backend: str,
+                 conversion: Conversion | None = None):
         self.path, self.config, self.tokenizer, self.executor = path, cfg, tokenizer, executor
         self.backend = backend
+        self.conversion = conversion  # what load(weights=...) converted and kept; None without it
 
     def __repr__(self) -> str:
         c = self.config
@@ -189,13 +192,18 @@ class Model:
 
 
 def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None,
-         kernels=None) -> Model:
+         kernels=None, weights: str | None = None) -> Model:
     """Load a llama-family GGUF file onto `backend` ("auto": a GPU when one is present, else
     "cpu"; also "cuda", "hip", and "emu"/"emu64", the slow GPU-model emulator). `arch` overrides
     the arch kernels are built for; kv_dtype is the KV cache's storage (f16, f32, fp8, q8_0);
     max_context the tokens the cache holds (default: the file's training context, at most 4096);
     `kernels` a kernel pack (`forge build --pack`): its kernels are used and nothing is compiled,
     so no compiler is needed (with backend "auto", the pack's arch picks the backend).
+    `weights` ("mxfp4", "mxfp6", "mxfp8", or an explicit element type such as "mxfp8_e5m2":
+    forge.model.convert.WEIGHT_FORMATS) converts the F32/F16/BF16/Q8_0 matrices the matmuls read
+    to that MX type now, with forge.quant.mx's rounding; the token embedding (and a head tied to
+    it) and matrices already quantized keep their types (a WeightsKept warning names the latter;
+    `Model.conversion.summary()` says what happened in one line).
     Raises GGUFError for a file forge cannot run, DeviceError for a backend that cannot open,
     PackError for a pack of another arch, CPU or toolchain, a tampered one, or one that lacks a
     kernel this model needs (all before anything runs)."""
@@ -209,15 +217,20 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
         raise ForgeError(f"max_context must be at least 1, got {ctx}")
     if kv_dtype not in KV_DTYPES:
         raise ForgeError(f"unknown kv_dtype {kv_dtype!r}; choose one of {', '.join(KV_DTYPES)}")
-    graph = build_llama_graph(cfg, weight_types(g))
+    graph, conv = model_graph(g, cfg, weights)  # refuses a bad `weights` before anything runs
     store = toolchain = None
     if kernels is not None:
         backend, arch, store, toolchain = _use_pack(kernels, graph, backend, arch, kv_dtype)
     device, a = open_backend(backend, arch, store=store, toolchain=toolchain)
     dispatcher = Dispatcher(device, a, store, toolchain=toolchain) if toolchain is not None else None
-    ex = Executor(graph, weight_arrays(g), device, a, max_context=ctx, kv_dtype=kv_dtype, dispatcher=dispatcher)
+    arrays = weight_arrays(g)
+    if conv is not None:
+        arrays.update(convert_weights(g, conv))
+        if conv.kept:
+            warnings.warn(conv.summary(), WeightsKept, stacklevel=2)
+    ex = Executor(graph, arrays, device, a, max_context=ctx, kv_dtype=kv_dtype, dispatcher=dispatcher)
     ex.warm()  # every kernel compiled (in parallel) and loaded now, not inside the first timed step
-    return Model(path, cfg, tokenizer, ex, backend if backend != "auto" else device.name)
+    return Model(path, cfg, tokenizer, ex, backend if backend != "auto" else device.name, conv)
 
 
 def _use_pack(kernels, graph, backend: str, arch, kv_dtype: str):
