@@ -55,7 +55,7 @@ def run_cli(capsys, *argv):
 def built(tmp_path_factory) -> Path:
     """A store holding gfx1100's two rmsnorm variants."""
     root = tmp_path_factory.mktemp("built") / "store"
-    assert forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q").returncode == 0
+    assert forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q").returncode == 0
     return root
 
 
@@ -120,7 +120,7 @@ def readonly(tmp_path):
     permission bits; the permission bits otherwise)."""
     root = tmp_path / "store"
     assert forge("demo", "--cache-dir", root).returncode == 0
-    assert forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q").returncode == 0
+    assert forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q").returncode == 0
     if os.geteuid() != 0:
         for p in [root, *root.rglob("*")]:
             if p.is_dir():
@@ -138,11 +138,11 @@ def readonly(tmp_path):
 
 def test_read_only_store_serves_hits_and_refuses_writes_in_one_line(readonly):
     root, ro = readonly
-    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q", prefix=ro)
+    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q", prefix=ro)
     assert proc.returncode == 0 and "2 cached" in proc.stdout, proc.stderr  # hits are served
     proc = forge("demo", env={"FORGE_CACHE_DIR": str(root)}, prefix=ro)
     assert proc.returncode == 0 and "all 6 results match" in proc.stdout, proc.stderr
-    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--kernels", "swiglu*", "--cache-dir", root,
+    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--kernels", "swiglu*", "--cache-dir", root,
                  "-q", prefix=ro)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and "2 cached, 2 failed" in proc.stdout
     failures = [line for line in proc.stderr.splitlines() if "cannot write to the store" in line]
@@ -216,7 +216,7 @@ def test_repeated_ctrl_c_during_an_in_process_compile_exits_cleanly(tmp_path):
 # --------------------------------------------------------------------------- 5. --asm, warm
 def test_asm_on_a_warm_store_says_what_it_compiled(tmp_path, capsys):
     root = tmp_path / "store"
-    args = ("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q")
+    args = ("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q")
     assert run_cli(capsys, *args)[0] == 0
     code, out, _ = run_cli(capsys, *args, "--asm")
     assert code == 0 and out.count("cached+asm") == 2
@@ -235,7 +235,7 @@ def test_job_counts_below_one_are_usage_errors(tmp_path, jobs):
 
 # --------------------------------------------------------------------------------- 7. globs
 def test_a_glob_that_matches_nothing_is_an_error_even_beside_one_that_does(tmp_path):
-    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--kernels", "rmsnrom*", "--cache-dir", tmp_path)
+    proc = forge("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--kernels", "rmsnrom*", "--cache-dir", tmp_path)
     one_line_error(proc, "no kernel variant for gfx1100 matches 'rmsnrom*'", "families: ")
     assert "[" not in proc.stderr and not (tmp_path / "objects").exists() or not any((tmp_path / "objects").iterdir())
     one_line_error(forge("build", "--arch", "gfx1100", "--kernels", "x*", "--kernels", "y*", "--cache-dir", tmp_path),
@@ -275,7 +275,7 @@ def test_repair_and_clear_remove_leftovers_and_strays_but_repair_keeps_good_entr
     from forge.codegen.build import source_for
     from forge.codegen.spec import get_spec
     root = tmp_path / "store"
-    assert run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q")[0] == 0
+    assert run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q")[0] == 0
     v = get_spec("swiglu").variant(get_arch("gfx1100"), dtype="f32", block=256)
     (tmp_path / "over").mkdir()
     (tmp_path / "over" / f"{v.symbol}.hip").write_text(source_for(v, get_arch("gfx1100"))[0] + "\nnot C++;\n")
@@ -335,7 +335,7 @@ def test_gguf_counts_are_unsigned(tmp_path):
 @pytest.mark.parametrize("name", ["source.hip", "kernel.asm"])
 def test_verify_covers_source_and_assembly(tmp_path, capsys, name):
     root = tmp_path / "store"
-    args = ("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f32*", "--cache-dir", root, "-q", "--asm")
+    args = ("build", "--arch", "gfx1100", "--kernels", "rmsnorm_f32_block256", "--cache-dir", root, "-q", "--asm")
     assert run_cli(capsys, *args)[0] == 0
     (path,) = (root / "objects").glob(f"*/*/{name}")
     with open(path, "a") as f:
@@ -353,18 +353,18 @@ def test_build_progress_without_a_terminal(tmp_path, capsys, monkeypatch):
     """A log (no TTY) gets progress lines, not ~17 s of silence then a table."""
     import forge.cli as cli
     monkeypatch.setattr(cli, "PROGRESS_EVERY_S", 0.0)
-    code, _, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", tmp_path)
+    code, _, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path)
     assert code == 0 and "forge build: 1/2 done (1 built)" in err
-    code, _, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", tmp_path, "-q")
+    code, _, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q")
     assert code == 0 and "done" not in err
 
 
 def test_build_table_then_all_cached_then_forced(capsys, tmp_path):
-    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", tmp_path, "-q")
+    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q")
     assert code == 0 and "rmsnorm_f32_block256" in out and "built" in out and "VGPR" in out
-    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", tmp_path, "-q")
+    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q")
     assert code == 0 and " built" not in out.split("\n\n")[0] and "2 cached" in out
-    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", tmp_path, "-q",
+    code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q",
                            "--force")
     assert code == 0 and "0 built, 2 rebuilt, 0 cached" in out
     code, out, _ = run_cli(capsys, "cache", "ls", "--cache-dir", tmp_path)
@@ -377,7 +377,7 @@ def test_a_replaced_corrupt_entry_is_reported_as_rebuilt(built, tmp_path, capsys
     shutil.copytree(built, root)
     obj = next((root / "objects").glob("*/*/object.bin"))
     obj.write_bytes(obj.read_bytes()[:-1])
-    code, out, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm*", "--cache-dir", root, "-q")
+    code, out, err = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", root, "-q")
     assert code == 0 and "1 rebuilt, 1 cached" in out
     assert "rebuilt; the stored entry was corrupt (object.bin is" in err
 

@@ -98,3 +98,48 @@ def test_property_test_catches_gpu_mutant(emu_kctx, wtype, mutant, tmp_path, mon
     """The GPU kernel's plausible mistakes, run on the emulator, fail the same property."""
     assert_property_catches(emu_kctx, "matmul_q8", {"wtype": wtype}, GPU_MUTANTS[(wtype, mutant)],
                             lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
+
+
+def check_xin(kctx, wtype, xin, data):
+    """xin f32 / rms: the block quantizes x (rms: rmsnorm(x) * nw) itself; the products equal the
+    oracle's on the quantize_q8 oracle's blocks of the same values (rms: of the rmsnorm kernel's
+    output on the same device — the fused prologue is that kernel's arithmetic exactly)."""
+    wt = get_wtype(wtype)
+    rows = data.draw(st.one_of(st.sampled_from([1, 5, 33]), st.integers(1, 40)), label="rows")
+    cols = wt.qk * data.draw(st.one_of(st.sampled_from([1, 3]), st.integers(1, max(2, 1024 // wt.qk))), label="blocks")
+    toks = data.draw(st.sampled_from([1, 2]), label="tokens")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    w = random_weights(wtype, rows, cols, rng)
+    x = data.draw(arrays((toks, cols), np.float32), label="x")
+    args = {"w": w, "x": x, "y": np.full((toks, rows), np.nan, np.float32), "n_rows": rows, "n_cols": cols,
+            "n_tokens": toks}
+    xs = x
+    if xin == "rms":
+        nw = data.draw(arrays((cols,), np.float32, scale=1.0), label="nw")
+        args.update(nw=nw, eps=1e-5)
+        xs = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": 256},
+                        {"x": x, "w": nw, "y": np.zeros_like(x), "ncols": cols, "eps": 1e-5}, ["y"], rows=toks)["y"]
+    y = run_kernel(kctx, "matmul_q8", {"wtype": wtype, "xin": xin}, args, ["y"], n_rows=rows, n_cols=cols,
+                   n_tokens=toks)["y"]
+    xq, xd = quantize_q8(xs)
+    ref, tol = matmul_q8(wtype, w, cols, xq, xd)
+    check(y, ref, tol)
+
+
+@pytest.mark.parametrize("xin", ["f32", "rms"])
+@pytest.mark.parametrize("wtype", ["q4_0", "q4_k", "q6_k"])
+@given(data=st.data())
+def test_matmul_q8_quantizes_its_own_x(kctx, wtype, xin, data):
+    if not kctx.arch.is_gpu_semantics:
+        pytest.skip("xin f32 / rms exist for GPU-model targets only")
+    check_xin(kctx, wtype, xin, data)
+
+
+@pytest.mark.parametrize("mutation", [
+    ("ss = f_fma(v, v, ss);", "ss = f_fma(v, v, ss) * 1.0001f;"),  # the norm's sum of squares off
+    ("const float* xt = x + (u64)t * ncols;", "const float* xt = x;"),  # every token reads token 0's x
+], ids=["norm_sum", "token_x"])
+def test_xin_property_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):
+    assert_property_catches(emu_kctx, "matmul_q8", {"wtype": "q4_0", "xin": "rms"}, mutation,
+                            lambda ctx, data: check_xin(ctx, "q4_0", "rms", data), tmp_path, monkeypatch,
+                            max_examples=40)
