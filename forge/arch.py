@@ -120,6 +120,13 @@ _ARCHS = [
     # conversions no template uses yet, hence absent.
     Arch("emu-sm90", "emu", "emulator", 32, 232448, 1024, frozenset({"fp16", "bf16", "dot4_i8", "mma_sync"}),
          "host", description="CPU emulation with sm_90's features (mma.sync f16) at warp32 (a test vehicle)"),
+    # The same for gfx950 (CDNA4, wave 64): the scaled MFMA (v_mfma_scale_f32_16x16x128_f8f6f4) and
+    # the cvt_scalef32 conversions the MX decoders use are emulated (common/mma_emu.h.j2,
+    # common/mx_cvt_emu.h). mfma (the unscaled f16/bf16/int8 MFMAs) and fp8/fp8_ocp (conversions no
+    # template uses yet) are not emulated, hence absent. LDS: gfx950's 160 KiB.
+    Arch("emu-gfx950", "emu", "emulator", 64, 163840, 1024,
+         frozenset({"fp16", "bf16", "dot4_i8", "mx_scaled_mfma", "mx_cvt"}),
+         "host", description="CPU emulation with gfx950's MX features (scaled MFMA, cvt_scalef32) at wave64 (a test vehicle)"),
     # The host target: kernels written for a CPU (loops the compiler vectorizes, integer dot products
     # on 8-bit activations), one block = one chunk of work on one thread of the pool. Its wave is 1:
     # there are no waves, barriers or shared memory. What `backend="cpu"` runs.
@@ -136,7 +143,7 @@ _SIZES = {"gfx1100": (96, 1024), "gfx1101": (60, 1024), "gfx1102": (32, 1024), "
 _ARCHS = [replace(a, compute_units=_SIZES[a.name][0], threads_per_cu=_SIZES[a.name][1]) if a.name in _SIZES
           else a for a in _ARCHS]
 ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
-EMU_ARCHS = ("emu", "emu64", "emu-gfx1100", "emu-sm90")
+EMU_ARCHS = ("emu", "emu64", "emu-gfx1100", "emu-sm90", "emu-gfx950")
 
 
 def get_arch(name: str | Arch) -> Arch:

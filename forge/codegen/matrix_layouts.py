@@ -22,6 +22,13 @@ Sources (docs/ARCH.md cites them with what each says):
 - mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (NVIDIA sm_80+, warp of 32): the PTX ISA's
   "Matrix Fragments for mma.m16n8k16 with floating point type"; tinygrad's CUDA model (the same
   file); and Hopper silicon (an H200 ran tests/codegen/test_matrix_isa.py's GPU test: exact).
+- v_mfma_scale_f32_16x16x128_f8f6f4 (gfx950, CDNA4, wave64), two entries (8-bit and sub-byte
+  operands place K differently): LLVM BuiltinsAMDGPU.def and the Verifier's register counts per
+  format, AMD's ROCm blog on CDNA4 matrix cores (FP8 and FP4 figures, scales after the dot
+  product), FPSan's MI350-verified model (FP8 and mixed-width lane maps, the scale lane of each
+  block), tinygrad's wave64 MFMA model and triton's gfx950 layouts (which place FP8 contiguously:
+  the disagreement, and why this table follows AMD's blog, is in docs/ARCH.md). Never run on a
+  gfx950 here.
 """
 
 from __future__ import annotations
@@ -124,6 +131,17 @@ class MatrixLayout:
     b: Operand
     d: Operand
     sources: tuple[str, ...]
+    # Block-scaled instructions only (gfx950's v_mfma_scale_*): `block` K values share one scale;
+    # sa (m x k/block) and sb (k/block x n) say which lane supplies the scale of each block of A's
+    # rows and B's columns (one scale register per lane, its byte chosen by opsel).
+    block: int = 0
+    sa: Operand | None = None
+    sb: Operand | None = None
+
+    def operands(self) -> tuple[tuple[str, Operand], ...]:
+        """(name, operand) of every operand the instruction reads or writes, scales included."""
+        ops = (("a", self.a), ("b", self.b), ("d", self.d))
+        return ops + tuple((n, o) for n, o in (("sa", self.sa), ("sb", self.sb)) if o is not None)
 
     def holders(self, operand: str) -> dict[tuple[int, int], list[tuple[int, int]]]:
         """{(row, col): [(lane, i), ...]} for operand "a", "b" or "d": every register element
@@ -144,8 +162,9 @@ class MatrixLayout:
     def check(self) -> None:
         """SpecError unless every operand covers its whole matrix and stays inside it, A and B hold
         each element equally often (the replication the emulator enforces), and D holds each
-        element exactly once (an accumulator has one home)."""
-        for name, op in (("a", self.a), ("b", self.b), ("d", self.d)):
+        element exactly once (an accumulator has one home); block scales likewise, with shapes
+        matching the blocks."""
+        for name, op in self.operands():
             h = self.holders(name)
             want = {(r, c) for r in range(op.rows) for c in range(op.cols)}
             if set(h) != want:
@@ -156,6 +175,10 @@ class MatrixLayout:
         if (self.a.rows, self.a.cols, self.b.rows, self.b.cols, self.d.rows, self.d.cols) != (
                 self.m, self.k, self.k, self.n, self.m, self.n):
             raise SpecError(f"{self.name}: operand shapes do not match m, n, k")
+        if (self.sa is None) != (self.sb is None) or (self.sa is not None and (
+                not self.block or self.k % self.block or (self.sa.rows, self.sa.cols, self.sb.rows, self.sb.cols)
+                != (self.m, self.k // self.block, self.k // self.block, self.n))):
+            raise SpecError(f"{self.name}: block scales do not match m, n, k / block")
 
 
 _RDNA3_SOURCES = (
@@ -177,6 +200,41 @@ _MMA_SOURCES = (
     "Hopper silicon: an NVIDIA H200 (sm_90) ran tests/codegen/test_matrix_isa.py::test_mma_sync_tile_code_on_the_gpu "
     "(fragments placed by this table, small-integer inputs: exact agreement), 2026-11-27",
 )
+
+_MFMA_SCALE_SOURCES = (
+    "LLVM clang/include/clang/Basic/BuiltinsAMDGPU.def: __builtin_amdgcn_mfma_scale_f32_16x16x128_f8f6f4(v8i32 a, "
+    "v8i32 b, v4f32 c, imm cbsz, imm blgp, imm opsel_a, i32 scale_a, imm opsel_b, i32 scale_b), gfx950-insts",
+    "LLVM llvm/lib/IR/Verifier.cpp and SIDefines.h MFMAScaleFormats: cbsz/blgp 0 FP8 E4M3, 1 BF8 E5M2, 2 FP6 "
+    "E2M3, 3 BF6 E3M2, 4 FP4 E2M1 (<= 4); 8 registers for FP8/BF8, 6 for FP6/BF6, 4 for FP4",
+    "AMD ROCm blog, Matrix Core Programming on AMD CDNA3 and CDNA4 architecture (rocm-blogs "
+    "blogs/software-tools-optimization/matrix-cores-cdna): scales applied after the dot product, before "
+    "accumulation; 32x32x64 FP8: lane l holds row l%32, K 16(l/32) + 32(i/16) + i%16; FP4: lane l holds "
+    "K 32(l/32)..+31, byte i = K 2i (low nibble) and 2i+1 (high)",
+    "FPSan's wrappers of the builtin (a public repository; 'silicon-verified on MI350', 'full-block-random'): "
+    "16x16x128 FP8 A[i][k] at lane 16((k%64)/16) + i, byte (k/64)16 + k%16; sub-byte operands pair with FP8 at "
+    "lane 16(k/32) + i, field k%32 (Width bits at Width*field); block kb's E8M0 scale from lane 16kb + row, "
+    "byte opsel",
+    "tinygrad tinygrad/runtime/ops_python.py, AMD threads == 64 model (unscaled): a_elem(x, k, row, goff) = "
+    "x[k % (K/4)][goff + (k // (K/4))*16 + row]; c_map(lane, elem) = (lane%16, (lane//16)*4 + elem) as "
+    "(column, row)",
+    "triton test/TritonGPU/amd/accelerate-amd-matmul-mfma-gfx950.mlir: dot_scaled scales one per lane (lane "
+    "bits 0-3 the row, 4-5 the K block); operands mxfp8 kWidth = 32, mxfp4 kWidth = 16 bytes",
+)
+
+
+def _mfma_scale(name: str, k_of: str, elems: int) -> MatrixLayout:
+    """gfx950's v_mfma_scale_f32_16x16x128_f8f6f4 seen with operands of one width class: `k_of` is the
+    K of element i (a value, whatever its bits) of lane `lane`, the same for A's rows and B's columns."""
+    return MatrixLayout(
+        name, "__builtin_amdgcn_mfma_scale_f32_16x16x128_f8f6f4", "v_mfma_scale_f32_16x16x128_f8f6f4",
+        "mx_scaled_mfma", 64, 16, 16, 128, name.rsplit("_", 1)[1], "f32",
+        a=Operand(16, 128, elems, Expr("lane % 16"), Expr(k_of)),
+        b=Operand(128, 16, elems, Expr(k_of), Expr("lane % 16")),
+        d=Operand(16, 16, 4, Expr("4 * (lane // 16) + i"), Expr("lane % 16")),
+        sources=_MFMA_SCALE_SOURCES, block=32,
+        sa=Operand(16, 4, 1, Expr("lane % 16"), Expr("lane // 16")),
+        sb=Operand(4, 16, 1, Expr("lane // 16"), Expr("lane % 16")))
+
 
 LAYOUTS: dict[str, MatrixLayout] = {
     # RDNA3: lane l holds row l % 16 of A (all 16 K values, in K order) and column l % 16 of B (same);
@@ -201,6 +259,17 @@ LAYOUTS: dict[str, MatrixLayout] = {
         b=Operand(16, 8, 4, Expr("lane % 4 * 2 + i % 2 + 8 * (i // 2)"), Expr("lane // 4")),
         d=Operand(16, 8, 4, Expr("lane // 4 + 8 * (i // 2)"), Expr("lane % 4 * 2 + i % 2")),
         sources=_MMA_SOURCES),
+    # gfx950 (CDNA4, wave64) block-scaled MFMA, D = (A x sa) (B x sb) + C: K = 128 in 4 blocks of 32,
+    # the scale of block kb of A's row r (B's column c) from lane 16 kb + r (+ c), byte opsel. D
+    # element i of lane l is D[4 (l / 16) + i][l % 16]. A lane holds 32 values of its row / column;
+    # which K they are depends on the operand's width (AMD's blog and FPSan's silicon tests agree;
+    # tinygrad's and triton's contiguous FP8 model does not: docs/ARCH.md):
+    #  - 8-bit (FP8, BF8; 8 registers): byte i of lane l is K 64 (i / 16) + 16 (l / 16) + i % 16;
+    "mfma_scale_f32_16x16x128_f8": _mfma_scale("mfma_scale_f32_16x16x128_f8",
+                                               "64 * (i // 16) + 16 * (lane // 16) + i % 16", 32),
+    #  - 6- and 4-bit (FP6, BF6: 6 registers, FP4: 4): field i (bits w i .. w i + w - 1 of the
+    #    little-endian register stream) of lane l is K 32 (l / 16) + i: lane group g holds block g.
+    "mfma_scale_f32_16x16x128_f6f4": _mfma_scale("mfma_scale_f32_16x16x128_f6f4", "32 * (lane // 16) + i", 32),
 }
 for _layout in LAYOUTS.values():
     _layout.check()

@@ -7,18 +7,29 @@ emu-gfx1100), the tiles are rounded to f16 in shared memory and multiplied on th
 each wave a 32 x 32 patch of 2 x 2 WMMA tiles, so every A and B fragment it loads serves two
 products. The lane layouts come from forge/codegen/matrix_layouts.py. The price is f16 rounding of
 both inputs (relative 2^-11; tests/kernels/test_gemm.py derives the bound) and f16's range: an
-activation or weight beyond +-65504 becomes infinite. Elsewhere every output is an f32 fma chain
-(2 x 2 outputs per thread of 256)."""
+activation or weight beyond +-65504 becomes infinite.
+
+Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
+weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
+passed natively (templates/gemm/mfma_scale.j2): X is quantized to MXFP8 E4M3 per block of 32 on the
+fly, the weight elements are re-encoded exactly as FP8 in shared memory (E5M2 kept as BF8), a block
+of 4 waves owns a 32 x 32 output tile, one instruction per wave per K step of 128.
+
+Elsewhere every output is an f32 fma chain (2 x 2 outputs per thread of 256)."""
 
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import WTYPE_NAMES, get_wtype
+
+MX_HELPER = "common/quant_mx.h.j2"  # the MX weight types' decoder: the types the scaled MFMA takes
 
 BM, BN = 32, 32  # tokens and weight rows per block tile (scalar path)
 THREADS = 256  # each thread owns a 2 x 2 patch of the tile
 WMMA_BM, WMMA_BN = 64, 64  # WMMA path: tokens and weight rows per block tile
 WMMA_THREADS = 128  # 4 waves of 32, each a WMMA_WAVE_TILE patch of the block tile; 2 per X tile row
 WMMA_WAVE_TILE = (32, 32)
+MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
+MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
 LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
 HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
 
@@ -38,11 +49,15 @@ def path(arch: Arch, wtype: str) -> str:
     matrix unit where it has one this kernel uses, else scalar fma."""
     if arch.has("wmma_f16"):
         return "wmma"
+    if arch.has("mx_scaled_mfma") and get_wtype(wtype).helper == MX_HELPER:
+        return "mfma_scale"
     return "scalar"
 
 
 def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
     """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA."""
+    if path(arch, wtype) == "mfma_scale":
+        return MS_BM, MS_BN, MS_THREADS
     return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
 
 
@@ -59,6 +74,8 @@ class Gemm(KernelSpec):
         if path(arch, p["wtype"]) == "wmma":  # f16 tiles in shared memory
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
+        if path(arch, p["wtype"]) == "mfma_scale":
+            return threads <= arch.max_threads and threads % arch.wave_size == 0
         return threads <= arch.max_threads
 
     def args(self, p):
@@ -76,7 +93,7 @@ class Gemm(KernelSpec):
         wt = get_wtype(p["wtype"])
         bm, bn, threads = tiles(arch, p["wtype"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
-                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1]}
+                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "ms_bk": MS_BK}
 
 
 register(Gemm())
