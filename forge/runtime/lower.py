@@ -40,10 +40,6 @@ from .graph import GraphError, LayerGraph
 
 
 SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generating step
-# matmul_q8 quantizes an f32 x in each of its blocks (xin f32) up to this many columns, instead of a
-# quantize_q8 launch: each block then reads and quantizes the whole x, which for the widest inputs
-# (the 8B's 14336-column FFN output) is more work per block than a launch saves (not yet measured).
-XIN_F32_MAX_COLS = 8192
 
 
 @dataclass
@@ -100,7 +96,6 @@ class _Lowerer:
         self.sizes: dict[str, int] = {}
         self.alias: dict[str, str] = {}
         self.q8: dict[str, tuple[str, str]] = {}  # activation -> its quantized (xq, xd)
-        self.xin: dict[str, tuple[str, dict]] = {}  # activation -> matmul_q8's (xin, args) for it
         self.outputs = {t.name for t in g.of_kind("output")}
         self.readers: dict[str, list] = {}  # tensor -> the nodes that read it
         for n in g.nodes:
@@ -148,9 +143,9 @@ class _Lowerer:
         n_in = self.shape(w)[1]
         x = self.ref(x)
         if uses_q8(self.arch, wt, n_in, rows):
-            xin, xargs = self.q8_input(x, wt, rows, n_in)
-            self.gemv_call("matmul_q8", {"wtype": wt, "xin": xin},
-                           {"w": w, **xargs, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
+            xq, xd = self.quantized(x, rows, n_in)
+            self.gemv_call("matmul_q8", {"wtype": wt},
+                           {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
                            y, n_rows=n_out, n_cols=n_in, n_tokens=rows)
         elif self.phase == "decode" and rows == 1:
             self.gemv_call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
@@ -158,34 +153,6 @@ class _Lowerer:
         else:
             self.call("gemm", {"wtype": wt}, {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
-
-    def q8_input(self, x: str, wt: str, rows: int, cols: int) -> tuple[str, dict]:
-        """How an integer matmul gets x (matmul_q8's xin and its arguments): blocks made earlier; else
-        in the matmul's own blocks — of rmsnorm(x) * w when x is the rmsnorm just emitted and only
-        integer matmuls read it (the norm's launch goes), of x itself when x is at most
-        XIN_F32_MAX_COLS wide; else from quantize_q8 (or the producer's q8 output: fuse_norm_q8)."""
-        if x in self.xin:
-            return self.xin[x]
-        if x not in self.q8 and self.fusable("matmul_q8", wtype=wt, xin="rms") and self.only_q8_readers(x, rows):
-            c = self.last("rmsnorm", quant="none", dtype="f32")
-            if c is not None and c.args["y"] == x:
-                self.calls.pop()
-                self.xin[x] = ("rms", {"x": c.args["x"], "nw": c.args["w"], "eps": c.args["eps"]})
-                return self.xin[x]
-        if (x not in self.q8 and cols <= XIN_F32_MAX_COLS and self.fusable("matmul_q8", wtype=wt, xin="f32")
-                and not (self.calls and self.calls[-1].family == "attn_combine")):
-            return "f32", {"x": x}
-        xq, xd = self.quantized(x, rows, cols)
-        return "q8", {"xq": xq, "xd": xd}
-
-    def only_q8_readers(self, x: str, rows: int) -> bool:
-        """Every reader of x is a matmul on the integer path."""
-        for r in self.readers.get(x, []):
-            if r.op != "matmul" or r.inputs[1] != x:
-                return False
-            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
-                return False
-        return x not in self.outputs
 
     # ---- fusion peepholes ---------------------------------------------------------------------
     def last(self, family: str, **params) -> Call | None:
@@ -201,13 +168,12 @@ class _Lowerer:
     def gemv_call(self, family: str, params: dict, args: dict, node: str, **shapes) -> None:
         """A GEMV-shaped call, merged into the previous one as `multi` (up to three matrices) when
         that one reads the same x with the same weight type and shape."""
-        xkey = "xq" if params.get("xin", "x") == "q8" else "x"
+        xkey = "xq" if family == "matmul_q8" else "x"
         prev = self.last(family)
-        if (prev is not None and prev.params["wtype"] == params["wtype"] and prev.params.get("xin") == params.get("xin")
-                and prev.args.get(xkey) == args[xkey] and prev.args.get("nw") == args.get("nw")
+        if (prev is not None and prev.params["wtype"] == params["wtype"] and prev.args[xkey] == args[xkey]
                 and prev.args["n_cols"] == args["n_cols"] and prev.args.get("n_tokens") == args.get("n_tokens")
                 and prev.params.get("fuse", "none") in ("none", "multi") and prev.args.get("n_rows3", 0) == 0
-                and self.fusable(family, **{**params, "fuse": "multi"})):
+                and self.fusable(family, wtype=params["wtype"], fuse="multi")):
             k = "2" if prev.params.get("fuse", "none") == "none" else "3"
             if k == "2":
                 prev.params = {**prev.params, "fuse": "multi"}
@@ -230,7 +196,7 @@ class _Lowerer:
             c = self.last(family, fuse="multi")
             if (c is not None and c.args["n_rows3"] == 0 and (c.args["y"], c.args["y2"]) == (gate, up)
                     and self.only_reader(gate, n) and self.only_reader(up, n)
-                    and self.fusable(family, **{**c.params, "fuse": "glu"})):
+                    and self.fusable(family, wtype=c.params["wtype"], fuse="glu")):
                 c.params = {**c.params, "fuse": "glu"}
                 for k in ("y2", "y3", "w3", "n_rows2", "n_rows3"):
                     del c.args[k]
@@ -244,7 +210,7 @@ class _Lowerer:
         (y,) = n.outputs
         for family in ("gemv", "matmul_q8"):
             c = self.last(family, fuse="none")
-            if c is None or not self.fusable(family, **{**c.params, "fuse": "add"}):
+            if c is None or not self.fusable(family, wtype=c.params["wtype"], fuse="add"):
                 continue
             for prod, res in ((b, a), (a, b)):
                 if c.args["y"] == self.ref(prod) and self.only_reader(prod, n) and self.ref(res) != c.args["y"]:
@@ -275,8 +241,11 @@ class _Lowerer:
             return False
         if not self.fusable(c.family, **{**c.params, "quant": "q8"}) or c.args.get("head_dim", 32) % 32:
             return False
-        if not self.only_q8_readers(x, rows):
-            return False
+        for r in self.readers.get(x, []):
+            if r.op != "matmul" or r.inputs[1] != x:
+                return False
+            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
+                return False
         xq = self.scratch(f"{x}:q8", rows * cols)
         xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
         c.params = {**c.params, "quant": "q8"}

@@ -46,7 +46,6 @@ from . import gemv
 
 INT_WTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "mxfp4")
 TOKENS = 32  # tokens per block
-XINS = ("q8", "f32", "rms")
 TB = 4  # tokens per register tile
 
 
@@ -55,31 +54,19 @@ def host_rows_per_block(n_rows: int) -> int:
     return 16 if n_rows <= 8192 else 64
 
 
-def x_smem_bytes(n_cols: int) -> int:
-    """xin f32 / rms: a token's 8-bit blocks in shared memory (int8 values, then (d, d * sum) per 32)."""
-    return -(-n_cols // 16) * 16 + n_cols // 32 * 8
-
-
 class MatmulQ8(KernelSpec):
     family = "matmul_q8"
-    # fuse: as gemv's (common/rowteams.j2); xin (the activations as given): q8 (xq, xd from
-    # quantize_q8), f32 (x: each block quantizes it into shared memory), rms (x, nw, eps: each block
-    # quantizes rmsnorm(x) * nw) — GPU-model targets only: fewer launches in a decode step
-    space = {"wtype": INT_WTYPES, "fuse": gemv.FUSES, "xin": XINS}
-    defaults = {"fuse": "none", "xin": "q8"}
+    space = {"wtype": INT_WTYPES, "fuse": gemv.FUSES}  # fuse: as gemv's (common/rowteams.j2), GPU only
+    defaults = {"fuse": "none"}
     host = True
     gpu = True
     barrier_free = False  # the GPU kernels reduce through waves and shared memory
     doc = "y[t] = W (xq[t] * d_x[t]); integer dot products per 32 columns, one float scale per block"
 
     def args(self, p):
-        xin = {"q8": [Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True)],
-               "f32": [Arg.ptr("x", "f32", const=True)],
-               "rms": [Arg.ptr("x", "f32", const=True), Arg.ptr("nw", "f32", const=True)]}[p["xin"]]
-        tail = [Arg.scalar("eps", "f32")] if p["xin"] == "rms" else []
         return gemv.fused_args(p["fuse"], [
-            Arg.ptr("w", "u8", const=True), *xin, Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"),
-            Arg.scalar("n_cols", "i32"), Arg.scalar("n_tokens", "i32"), *tail])
+            Arg.ptr("w", "u8", const=True), Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True),
+            Arg.ptr("y", "f32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32"), Arg.scalar("n_tokens", "i32")])
 
     def launch(self, p, arch: Arch, *, n_rows: int, n_cols: int, n_tokens: int, rows_per_block: int | None = None,
                rows_per_team: int | None = None, n_rows2: int = 0, n_rows3: int = 0) -> Launch:
@@ -102,18 +89,14 @@ class MatmulQ8(KernelSpec):
     # --- GPU kernels (matmul_q8.hip.j2) ----------------------------------------------------------
     def valid(self, p, arch):
         if not arch.is_gpu_semantics:
-            return p["fuse"] == "none" and p["xin"] == "q8"
+            return p["fuse"] == "none"
         return (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
 
     def gpu_launch(self, p, n_rows: int, n_cols: int, n_tokens: int, arch: Arch, rows_per_team: int | None) -> Launch:
         """Grid (row blocks as gemv.row_grid over the row's units, tokens); `rows_per_team` (a tuning
         override) is any positive number: the kernel derives its rows from the grid."""
         grid = gemv.fused_grid(p["fuse"], gemv.row_grid(arch, n_rows, self.team(p), rows_per_team))
-        smem = 0 if p["xin"] == "q8" else x_smem_bytes(n_cols)
-        if smem > arch.lds_bytes:
-            raise SpecError(f"matmul_q8 xin={p['xin']}: {n_cols} columns need {smem} bytes of shared memory, "
-                            f"{arch.name} has {arch.lds_bytes}")
-        return Launch((grid, n_tokens, 1), (gemv.THREADS, 1, 1), smem)
+        return Launch((grid, n_tokens, 1), (gemv.THREADS, 1, 1))
 
     @staticmethod
     def team(p) -> int:
