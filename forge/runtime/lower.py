@@ -34,6 +34,7 @@ from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
+from ..codegen.specs.matmul_q8 import team_for
 from ..codegen.specs.rope import freq_log2
 from ..errors import SpecError
 from .graph import GraphError, LayerGraph
@@ -144,7 +145,10 @@ class _Lowerer:
         x = self.ref(x)
         if uses_q8(self.arch, wt, n_in, rows):
             xq, xd = self.quantized(x, rows, n_in)
-            self.gemv_call("matmul_q8", {"wtype": wt},
+            params = {"wtype": wt}
+            if self.arch.is_gpu_semantics:  # a row team sized to the row (the host's kernel has none)
+                params["team"] = team_for(wt, n_in)
+            self.gemv_call("matmul_q8", params,
                            {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
                            y, n_rows=n_out, n_cols=n_in, n_tokens=rows)
         elif self.phase == "decode" and rows == 1:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from forge.codegen.specs.matmul_q8 import INT_WTYPES, TB, TOKENS
+from forge.codegen.specs.matmul_q8 import INT_WTYPES, TB, TEAMS, TOKENS, team_for
 from forge.codegen.wtypes import get_wtype
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
@@ -38,7 +38,10 @@ def check_matmul(kctx, wtype, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
     xq, xd = quantize_q8(data.draw(arrays((toks, cols), np.float32), label="x"))
-    y = run_kernel(kctx, "matmul_q8", {"wtype": wtype},
+    params = {"wtype": wtype}
+    if kctx.arch.is_gpu_semantics:  # row teams of every size (each a compile-time stride)
+        params["team"] = data.draw(st.sampled_from(TEAMS), label="team")
+    y = run_kernel(kctx, "matmul_q8", params,
                    {"w": w, "xq": xq, "xd": xd, "y": np.full((toks, rows), np.nan, np.float32),
                     "n_rows": rows, "n_cols": cols, "n_tokens": toks},
                    ["y"], n_rows=rows, n_cols=cols, n_tokens=toks)["y"]
@@ -98,3 +101,8 @@ def test_property_test_catches_gpu_mutant(emu_kctx, wtype, mutant, tmp_path, mon
     """The GPU kernel's plausible mistakes, run on the emulator, fail the same property."""
     assert_property_catches(emu_kctx, "matmul_q8", {"wtype": wtype}, GPU_MUTANTS[(wtype, mutant)],
                             lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
+
+
+def test_team_for_gives_every_unit_a_thread_where_it_can():
+    assert [team_for("q4_0", c) for c in (576, 1024, 1536, 2048, 4096, 14336)] == [32, 32, 64, 64, 128, 128]
+    assert [team_for("q4_k", c) for c in (2048, 4096, 14336)] == [32, 64, 128]

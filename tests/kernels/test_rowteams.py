@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from forge.codegen.specs.gemv import RMAX
+from forge.codegen.specs.matmul_q8 import TEAMS
 from forge.codegen.wtypes import get_wtype
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
@@ -67,7 +68,10 @@ def check_fused(kctx, family, wtype, fuse, data):
             args["w" + name], args["y" + name] = ws[i], np.full((toks, rows[i]), np.nan, np.float32)
             args["n_rows" + name] = shapes["n_rows" + name] = rows[i]
             outs.append("y" + name)
-    got = run_kernel(kctx, family, {"wtype": wtype, "fuse": fuse}, args, outs, rows_per_team=rpt, **shapes)
+    params = {"wtype": wtype, "fuse": fuse}
+    if family == "matmul_q8":
+        params["team"] = data.draw(st.sampled_from(TEAMS), label="team")
+    got = run_kernel(kctx, family, params, args, outs, rows_per_team=rpt, **shapes)
     for name, (ref, tol) in zip(outs, fused(fuse, parts, res)):
         check(got[name].reshape(ref.shape), ref, tol)
 

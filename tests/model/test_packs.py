@@ -93,5 +93,6 @@ def test_an_amd_pack_for_a_model_holds_exactly_its_kernels(model, tmp_path):
         pytest.skip(f"no AMD compiler: {e}")
     want = {v.symbol for v in model_kernels(model, arch)}
     assert {e.symbol for e in m.kernels} == want and len(m.kernels) == len(want)
-    assert {"matmul_q8_q4_0", "gemm_q4_0", "flash_attn_head_dim64_f16", "sample_block256"} <= want
+    assert {"gemm_q4_0", "flash_attn_head_dim64_f16", "sample_block256"} <= want
+    assert any(s.startswith("matmul_q8_q4_0") for s in want)  # the integer decode path
     assert m.arch == "gfx1100" and not [e for e in m.entries if e.role == "library"]

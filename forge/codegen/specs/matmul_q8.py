@@ -31,11 +31,16 @@ tokens in chunks of TOKENS so a prefill's weights are decoded once per 32 tokens
 block in tiles of TB tokens x 2 rows.
 
 GPU (matmul_q8.hip.j2, the decode GEMV's integer path): the gemv kernel's shape — blocks of
-gemv.THREADS threads in row teams of 128 threads (64 for the K types' 64-column units: one unit per
-thread of a 4096-column row; common/rowteams.j2), the grid from gemv.row_grid, grid y = the token —
-with weights decoded to 8-bit integers and
+gemv.THREADS threads in row teams of `team` threads (common/rowteams.j2), the grid from
+gemv.row_grid, grid y = the token — with weights decoded to 8-bit integers and
 multiplied by xq with 4-way integer dot products (dp4a / v_dot4). Its reductions use waves and
 shared memory, so the family is not barrier_free (that flag only concerns the emulator).
+
+`team` (32, 64, 128 threads per row; a compile-time stride) is picked per matrix by team_for():
+one unit (32 columns, 64 for the K types) per thread of a row where the row has that many, so a
+short row does not leave most of its team idle (SmolLM2's 576 columns are 18 units: a 128-thread
+team had 110 idle threads) and a block takes more rows at once. Left out, it is 128 (64 for the K
+types: one unit per thread of a 4096-column row).
 """
 
 from ...arch import Arch
@@ -44,8 +49,10 @@ from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import get_wtype
 from . import gemv
 
+K_UNIT_TYPES = ("q4_k", "q5_k")  # 64-column units (a K-quant sub-block pair)
 INT_WTYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "mxfp4")
 TOKENS = 32  # tokens per block
+TEAMS = (32, 64, 128)  # GPU row-team sizes
 TB = 4  # tokens per register tile
 
 
@@ -56,7 +63,7 @@ def host_rows_per_block(n_rows: int) -> int:
 
 class MatmulQ8(KernelSpec):
     family = "matmul_q8"
-    space = {"wtype": INT_WTYPES, "fuse": gemv.FUSES}  # fuse: as gemv's (common/rowteams.j2), GPU only
+    space = {"wtype": INT_WTYPES, "fuse": gemv.FUSES, "team": TEAMS}  # fuse: as gemv's (rowteams.j2), GPU only
     defaults = {"fuse": "none"}
     host = True
     gpu = True
@@ -89,7 +96,7 @@ class MatmulQ8(KernelSpec):
     # --- GPU kernels (matmul_q8.hip.j2) ----------------------------------------------------------
     def valid(self, p, arch):
         if not arch.is_gpu_semantics:
-            return p["fuse"] == "none"
+            return p["fuse"] == "none" and p["team"] == (64 if p["wtype"] in K_UNIT_TYPES else 128)
         return (gemv.THREADS <= arch.max_threads and gemv.THREADS % arch.wave_size == 0)
 
     def gpu_launch(self, p, n_rows: int, n_cols: int, n_tokens: int, arch: Arch, rows_per_team: int | None) -> Launch:
@@ -98,11 +105,22 @@ class MatmulQ8(KernelSpec):
         grid = gemv.fused_grid(p["fuse"], gemv.row_grid(arch, n_rows, self.team(p), rows_per_team))
         return Launch((grid, n_tokens, 1), (gemv.THREADS, 1, 1))
 
+    def variant(self, arch: Arch, **params):
+        """`team` left out: 128 threads, 64 for the K types (their old fixed choice)."""
+        if "team" not in params and "wtype" in params:
+            params["team"] = 64 if params["wtype"] in K_UNIT_TYPES else 128
+        return super().variant(arch, **params)
+
     @staticmethod
     def team(p) -> int:
-        """Threads of a row team (common/rowteams.j2): a 4096-column row has 64 units of 64 columns
-        (K types) or 128 of 32, one per thread of a team of that size."""
-        return 64 if p["wtype"] in ("q4_k", "q5_k") else 128
+        return p["team"]
+
+
+def team_for(wtype: str, n_cols: int) -> int:
+    """The row-team size for rows of n_cols columns: the smallest of TEAMS with a thread for every
+    unit (32 columns, 64 for the K types), else the largest."""
+    units = n_cols // (64 if wtype in K_UNIT_TYPES else 32)
+    return next((t for t in TEAMS if t >= units), TEAMS[-1])
 
 
 register(MatmulQ8())
