@@ -19,7 +19,7 @@ timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider --backend 
 wait
 for spec in ${MODELS:-smollm2:q4_0 1b:q4_0 1b:f16}; do
   f="$M/${spec%%:*}-${spec##*:}.gguf"
-  for pdl in 1 0; do
+  for pdl in ${PDLS:-1 0}; do
     echo "### $spec FORGE_PDL=$pdl" | tee -a "$OUT/bench.txt"
     FORGE_PDL=$pdl timeout 120 python3 -m forge bench "$f" --backend cuda -p 512 -n 128 --reps 2 2>&1 | tee -a "$OUT/bench.txt" | head -40
   done
