@@ -1,7 +1,7 @@
 #!/bin/bash
 # One device call of checks before the published run (benchmarks/models_gpu.sh): the CUDA suites of
 # what changed, and forge bench on gguf-quantized random models (benchmarks/quick_model.py) with
-# programmatic dependent launch on and off. No peer: these numbers are diagnostics, not results.
+# settings (ENVS, default programmatic dependent launch on and off) against each other. No peer: these numbers are diagnostics, not results.
 #   TESTS="tests/..." MODELS="smollm2:q4_0 1b:q4_0" bash benchmarks/quick_gpu.sh
 set -u
 cd "$(dirname "$0")/.."
@@ -19,9 +19,9 @@ timeout ${TEST_TIMEOUT:-240} python3 -m pytest -q -p no:cacheprovider --backend 
 wait
 for spec in ${MODELS:-smollm2:q4_0 1b:q4_0 1b:f16}; do
   f="$M/${spec%%:*}-${spec##*:}.gguf"
-  for pdl in ${PDLS:-1 0}; do
-    echo "### $spec FORGE_PDL=$pdl" | tee -a "$OUT/bench.txt"
-    FORGE_PDL=$pdl timeout 120 python3 -m forge bench "$f" --backend cuda -p 512 -n 128 --reps 2 2>&1 | tee -a "$OUT/bench.txt" | head -40
+  for env in ${ENVS:-FORGE_PDL=1 FORGE_PDL=0}; do  # settings to time against each other
+    echo "### $spec $env" | tee -a "$OUT/bench.txt"
+    env $env timeout 120 python3 -m forge bench "$f" --backend cuda -p 512 -n 128 --reps ${REPS:-2} 2>&1 | tee -a "$OUT/bench.txt" | head -${LINES_SHOWN:-40}
   done
 done
 echo "== $(( $(date +%s) - t0 )) s"

@@ -29,6 +29,7 @@ on the calls just emitted:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,9 @@ class LowerOptions:
     kv_dtype: str = "f16"
     page_size: int = 16
     splits: int = 0  # attn_decode chunks (fixed: a captured decode step has a fixed grid); 0: decode_splits()
+    # the norm after a residual add done by the matmul's last block (fuse add_norm); FORGE_FUSE_NORM=0
+    # turns it off, for timing both in one run
+    fuse_norm: bool = field(default_factory=lambda: os.environ.get("FORGE_FUSE_NORM", "1") != "0")
 
 
 @dataclass
@@ -134,7 +138,7 @@ class _Lowerer:
                   y, n_tokens=self.dims["T"], n_cols=E)
 
     def rmsnorm(self, n, x, w):
-        if self.fuse_add_norm(n, x, w):
+        if self.opts.fuse_norm and self.fuse_add_norm(n, x, w):
             return
         (y,) = n.outputs
         rows, cols = self.shape(y)
