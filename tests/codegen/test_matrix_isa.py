@@ -50,6 +50,43 @@ def test_gfx950_gemm_has_no_wmma(store):
     assert "v_wmma" not in asm and "v_fma" in asm
 
 
+@pytest.mark.parametrize("arch_name, wtype", [("sm_90", w) for w in WTYPE_NAMES] + [("sm_80", "q4_0"), ("sm_80", "f16")])
+def test_nvidia_gemm_multiplies_on_mma_sync_without_local_memory(store, arch_name, wtype):
+    """NVRTC's PTX of every sm_90 gemm (and two sm_80 ones) holds mma.sync m16n8k16, loads its
+    fragments from shared memory 32 bits at a time (no 16-bit shared loads: common/mma.h.j2's
+    paired loads), and ptxas (or, without its report, the CUDA driver) finds no local memory: a
+    fragment or accumulator array indexed at run time, or a register budget overrun, would put it
+    there silently."""
+    from forge.errors import ToolchainError
+    from tests.codegen.test_resources import driver_resources
+    try:
+        entry, ptx = _compile(store, "gemm", {"wtype": wtype}, arch_name)
+    except ToolchainError as e:
+        pytest.skip(f"no NVRTC: {e}")
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
+    assert "ld.shared.u32" in ptx and "ld.shared.u16" not in ptx and "ld.shared.b16" not in ptx
+    res = entry.meta["resources"]
+    if not res["vgpr"]:  # no ptxas report (seen with the lent H100's NVRTC): ask the driver
+        res = driver_resources(entry)
+        if res is None:
+            pytest.skip("no ptxas report and no CUDA device")
+    assert res["scratch"] == 0 and res["spills"] == 0, f"{entry.meta['symbol']}: {res}"
+
+
+def test_mma_sync_register_halves_are_adjacent_along_k():
+    """common/mma.h.j2's 32-bit fragment loads rely on it (and refuse to render otherwise): in every
+    lane, A's elements 2j and 2j+1 share a row and sit at columns k, k+1 with k even; B's likewise
+    share a column."""
+    L = get_layout("mma_m16n8k16_f16_f32")
+    for lane in range(L.wave):
+        for j in range(L.a.elems // 2):
+            (r0, k0), (r1, k1) = L.a.element(lane, 2 * j), L.a.element(lane, 2 * j + 1)
+            assert r0 == r1 and k0 % 2 == 0 and k1 == k0 + 1
+        for j in range(L.b.elems // 2):
+            (k0, c0), (k1, c1) = L.b.element(lane, 2 * j), L.b.element(lane, 2 * j + 1)
+            assert c0 == c1 and k0 % 2 == 0 and k1 == k0 + 1
+
+
 def test_only_wave32_archs_with_the_feature_claim_wmma():
     """The builtin is the _w32 one: an arch claiming wmma_f16 must run waves of 32 (gfx1100-1102 and
     the emulator target that stands in for them)."""

@@ -33,17 +33,28 @@ addend per addition), so the same property can judge a real gfx1100 (--backend h
 until one runs it. Measured on the emulator: errors up to ~0.5 of the bound, and 3-170x the scalar
 path's f32 bound (so the inputs really are f16).
 
+mma.sync path (arch.has("mma_sync"): sm_80/sm_90, and emu-sm90 here): the same roundings of X and
+W (per-row chunk scaling included), so the same bound. Its sums differ only in order: the
+accumulators are the instruction's C operand through the whole K loop (one chain of n additions
+instead of a tree), and a row whose chunk is scaled has its accumulators multiplied by 2^-e before
+the step and by 2^e after (exact unless an accumulator falls below 2^-126: at most 2^(e-150) per
+step, far under the n e_x e_h term). NVIDIA documents neither the order nor the rounding of the
+tensor cores' sums (Fasi, Higham, Mikaitis and Pranesh, "Numerical behavior of NVIDIA tensor
+cores", 2021, found V100-A100 truncating them rather than rounding to nearest): u_a = 2^-21 leaves
+4 ulps per addition there too, unconfirmed until --backend cuda runs this property on an H100.
+Measured on the emulator: errors up to ~0.65 of the bound, and 10-150x the scalar path's.
+
 Values: X of magnitudes 1e-3 .. 8e3, and at times 2^20 times that; W random valid encodings.
-Shapes: token and row counts around the block tile (32 x 32, or 64 x 64 with WMMA: 1, tile - 1,
-tile + 1, 2 tile + 1 and arbitrary), and column counts of one to several K steps (float types with
-a partial last step)."""
+Shapes: token and row counts around the block tile (32 x 32, 64 x 64 with WMMA, 128 x 128 with
+mma.sync: 1, tile - 1, tile + 1, 2 tile + 1 and arbitrary), and column counts of one to several K
+steps (float types with a partial last step)."""
 
 import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import k_step, tiles
+from forge.codegen.specs.gemm import k_step, rounds_to_f16, tiles
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -81,17 +92,29 @@ def test_gemm(kctx, wtype, data):
     check_gemm(kctx, wtype, data)
 
 
-@pytest.fixture(scope="module")
-def wmma_ctx(request):
-    """The emulator carrying gfx1100's features (emu-gfx1100, wave 32): the template's WMMA branch,
-    with the emulator asserting the instruction's preconditions."""
+def emulator_target(request, name: str) -> KernelContext:
+    """A kernel context on the emulator target `name` (one carrying a GPU's matrix features), with
+    the emulator asserting the matrix instruction's preconditions; skipped unless --backend runs
+    the emulator."""
     if request.config.getoption("--backend") not in ("cpu", "emu"):
-        pytest.skip("emu-gfx1100 is an emulator target: --backend cpu or emu")
+        pytest.skip(f"{name} is an emulator target: --backend cpu or emu")
     from forge.runtime.dispatch import Dispatcher
     from forge.runtime.emu import EmuDevice
-    arch = get_arch("emu-gfx1100")
+    arch = get_arch(name)
     dev = EmuDevice(arch.wave_size)
     return KernelContext(dev, arch, Dispatcher(dev, arch))
+
+
+@pytest.fixture(scope="module")
+def wmma_ctx(request):
+    """The emulator carrying gfx1100's features (emu-gfx1100, wave 32): the template's WMMA branch."""
+    return emulator_target(request, "emu-gfx1100")
+
+
+@pytest.fixture(scope="module")
+def mma_ctx(request):
+    """The emulator carrying sm_90's features (emu-sm90, warp 32): the template's mma.sync branch."""
+    return emulator_target(request, "emu-sm90")
 
 
 @pytest.mark.parametrize("wtype", WTYPE_NAMES)
@@ -100,11 +123,17 @@ def test_gemm_wmma(wmma_ctx, wtype, data):
     check_gemm(wmma_ctx, wtype, data)
 
 
+@pytest.mark.parametrize("wtype", WTYPE_NAMES)
+@given(data=st.data())
+def test_gemm_mma_sync(mma_ctx, wtype, data):
+    check_gemm(mma_ctx, wtype, data)
+
+
 def check_gemm(kctx, wtype, data):
     """The property: one drawn case agrees with the oracle (the mutant tests use it too), within the
     bound of the arch's path."""
     wt = get_wtype(wtype)
-    bm, bn, _ = tiles(kctx.arch) if kctx.arch.is_gpu_semantics else (32, 32, 0)
+    bm, bn, _ = tiles(kctx.arch, wtype) if kctx.arch.is_gpu_semantics else (32, 32, 0)
     m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
     bk = k_step(wt.span)
     cols = data.draw(n_cols(wtype, max(2, 3 * bk // wt.unit_qk)), label="cols")
@@ -117,7 +146,7 @@ def check_gemm(kctx, wtype, data):
                     "n_cols": cols},
                    ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
     ref, tol = gemm(wtype, w, cols, x)
-    if kctx.arch.has("wmma_f16"):
+    if rounds_to_f16(kctx.arch, wtype):
         tol = wmma_bound(decode(wtype, w, cols), x, -(-cols // bk) * bk)
     check(y, ref, tol)
 
@@ -158,5 +187,27 @@ WMMA_MUTANTS = {
 @pytest.mark.parametrize("mutant", sorted(WMMA_MUTANTS))
 def test_wmma_property_catches_mutant(wmma_ctx, mutant, tmp_path, monkeypatch):
     assert_property_catches(wmma_ctx, "gemm", {"wtype": "q4_0"}, WMMA_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data), tmp_path, monkeypatch,
+                            max_examples=30)
+
+
+MMA_SYNC_MUTANTS = {
+    # The one barrier per K step removed: a warp that runs ahead multiplies a buffer the others have
+    # not filled yet, or refills the one they still multiply.
+    "barrier_per_step": ("    sync_threads();\n  }\n  for (u32 i = 0; i < FM; ++i)", "  }\n  for (u32 i = 0; i < FM; ++i)"),
+    # The accumulators of a scaled row not scaled back after the step: rows with a chunk >= 2^15
+    # come out too small.
+    "scale_not_undone": ("if (rescale) acc_rescale(acc, xes, wm, lane, true);", ""),
+    # ... or not scaled down before it: the earlier steps' sums of that row come out 2^e too large.
+    "accumulators_not_scaled_down": ("if (rescale) acc_rescale(acc, xes, wm, lane, false);", ""),
+    # The token guard of the vectorized X load dropped: rows past m are read (checking mode's guard
+    # pages end every buffer).
+    "x_token_guard": ("if (tok < m && ncols % 4u == 0 && c + 4u <= ncols)", "if (ncols % 4u == 0 && c + 4u <= ncols)"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MMA_SYNC_MUTANTS))
+def test_mma_sync_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0"}, MMA_SYNC_MUTANTS[mutant],
                             lambda ctx, data: check_gemm(ctx, "q4_0", data), tmp_path, monkeypatch,
                             max_examples=30)

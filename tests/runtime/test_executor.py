@@ -15,12 +15,23 @@ Tolerances (relative to the largest |logit| of the reference, per path):
   inputs the same way (blocks of 32, d = amax/127, round half away), so the only differences are
   codes that round the other way where the two float paths differ by an ulp near a .5 boundary
   (one quantum, amax/127, of one element): bound 2e-2.
+- f16 gemm (prefill on a target whose gemm rounds X and W to f16: the WMMA and mma.sync paths,
+  specs/gemm.py rounds_to_f16): each product carries at most ~2^-10 of sum_k |x_k w_k| (both
+  inputs rounded to 2^-11 relative; tests/kernels/test_gemm.py derives the exact bound). First
+  order, these add along the longest chain of gemms to the logits: per layer V then O (attention
+  is a convex combination in between) and gate/up then down, 2 layers, then the head: 9 deep, so
+  9 * 2^-10 = 8.8e-3 without cancellation; term 1e-2, added to the path's own. Measured on
+  emu-sm90 over the six types and both families: prefill <= 1.6e-3 (f32 KV). With 8-bit
+  activations too the q8 premise (the reference quantizes the same inputs) no longer holds exactly:
+  f16-perturbed inputs flip codes near .5 boundaries; measured decode <= 1.2e-2 against 2e-2 + 1e-2.
+  The backend fixture's emu-sm90 runs every test here through the mma.sync gemm in CI.
 """
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from forge.codegen.specs.gemm import rounds_to_f16
 from forge.model.config import load_config
 from forge.model.gguf import load_gguf
 from forge.model.llama import build_llama_graph
@@ -45,7 +56,8 @@ def executor(path, backend, kv="f32", chunk=5, max_context=64):
 def bound(ex, kv):
     q8 = any(uses_q8(ex.arch, t.dtype, t.shape[-1], r) for t in ex.graph.of_kind("weight") if len(t.shape) == 2
              for r in (1, 2))
-    return 2e-2 if q8 else (4e-3 if kv == "f16" else 1e-4)
+    f16_gemm = any(rounds_to_f16(ex.arch, t.dtype) for t in ex.graph.of_kind("weight") if len(t.shape) == 2)
+    return (2e-2 if q8 else (4e-3 if kv == "f16" else 1e-4)) + (1e-2 if f16_gemm else 0.0)
 
 
 def q8_rule(ex, rows):

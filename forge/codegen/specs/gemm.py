@@ -9,6 +9,11 @@ products. The lane layouts come from forge/codegen/matrix_layouts.py. The price 
 both inputs (relative 2^-11; tests/kernels/test_gemm.py derives the bound) and f16's range: an
 activation or weight beyond +-65504 becomes infinite.
 
+Where the arch has NVIDIA's mma.sync (arch.has("mma_sync"): sm_80, sm_90, emu-sm90), the same f16
+tiles go through mma.sync m16n8k16 (templates/gemm/mma_sync.j2): a block of 8 warps owns a 128 x 128
+output tile, each warp a 64 x 32 patch of 4 x 4 m16n8 tiles; the tiles are double-buffered in
+dynamic shared memory (mma_shared_bytes), so one barrier per K step suffices. Same accuracy bound.
+
 Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
 passed natively (templates/gemm/mfma_scale.j2): X is quantized to MXFP8 E4M3 per block of 32 on the
@@ -28,6 +33,9 @@ THREADS = 256  # each thread owns a 2 x 2 patch of the tile
 WMMA_BM, WMMA_BN = 64, 64  # WMMA path: tokens and weight rows per block tile
 WMMA_THREADS = 128  # 4 waves of 32, each a WMMA_WAVE_TILE patch of the block tile; 2 per X tile row
 WMMA_WAVE_TILE = (32, 32)
+MMA_BM, MMA_BN = 128, 128  # mma.sync path (NVIDIA): tokens and weight rows per block tile
+MMA_THREADS = 256  # 8 warps: 2 along tokens x 4 along weight rows
+MMA_WARP_TILE = (64, 32)  # per warp: 4 x 4 m16n8 tiles, so each A fragment serves 4 products, each B 4
 MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
 MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
 LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
@@ -51,11 +59,29 @@ def path(arch: Arch, wtype: str) -> str:
         return "wmma"
     if arch.has("mx_scaled_mfma") and get_wtype(wtype).helper == MX_HELPER:
         return "mfma_scale"
+    if arch.has("mma_sync"):
+        return "mma_sync"
     return "scalar"
+
+
+def rounds_to_f16(arch: Arch, wtype: str) -> bool:
+    """Whether the GPU kernel on `arch` rounds X and W to f16 before multiplying (the WMMA and
+    mma.sync paths): its results carry the f16 error bound of tests/kernels/test_gemm.py."""
+    return arch.is_gpu_semantics and path(arch, wtype) in ("wmma", "mma_sync")
+
+
+def mma_shared_bytes(wtype: str) -> int:
+    """Dynamic shared memory of the mma.sync kernel: two buffers (the tiles of one K step are filled
+    while the other's are multiplied), each the W and X tiles in f16, LDS_PAD-padded rows, and a u32
+    scale exponent per X tile row."""
+    bk = k_step(get_wtype(wtype).span)
+    return 2 * ((MMA_BM + MMA_BN) * (bk + LDS_PAD) * 2 + MMA_BM * 4)
 
 
 def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
     """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA."""
+    if path(arch, wtype) == "mma_sync":
+        return MMA_BM, MMA_BN, MMA_THREADS
     if path(arch, wtype) == "mfma_scale":
         return MS_BM, MS_BN, MS_THREADS
     return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
@@ -74,6 +100,8 @@ class Gemm(KernelSpec):
         if path(arch, p["wtype"]) == "wmma":  # f16 tiles in shared memory
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
+        if path(arch, p["wtype"]) == "mma_sync":
+            return threads <= arch.max_threads and mma_shared_bytes(p["wtype"]) <= arch.lds_bytes
         if path(arch, p["wtype"]) == "mfma_scale":
             return threads <= arch.max_threads and threads % arch.wave_size == 0
         return threads <= arch.max_threads
@@ -87,13 +115,15 @@ class Gemm(KernelSpec):
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
         bm, bn, threads = tiles(arch, p["wtype"])
-        return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1))
+        shared = mma_shared_bytes(p["wtype"]) if path(arch, p["wtype"]) == "mma_sync" else 0
+        return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1), shared)
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
         bm, bn, threads = tiles(arch, p["wtype"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
-                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "ms_bk": MS_BK}
+                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": MMA_WARP_TILE,
+                "lds_pad": LDS_PAD, "ms_bk": MS_BK}
 
 
 register(Gemm())

@@ -1,0 +1,182 @@
+"""Prefill GEMM throughput: Y = X W^T for a batch of tokens, per weight type, on llama-8B's shapes.
+
+    python benchmarks/gemm.py --backend cuda                      # m = 512, the four 8B shapes, f16 q8_0 q4_0 q4_k
+    python benchmarks/gemm.py --backend cuda --types q4_0 --m 128,512 --json out.json
+    python benchmarks/gemm.py --backend emu-sm90 --small          # the mma.sync path on the emulator (CI-sized)
+    python benchmarks/gemm.py --backend emu --small               # the scalar path on the emulator
+
+For each weight type and shape (rows x cols: rows of W = outputs, cols = the reduction): random valid
+weights in the type's storage encoding (benchmarks/gemv.py's random_matrix), as many device copies as
+exceed --rotate-mb (launches cycle through them, so a matrix is not served from the previous
+launch's L2 the way one layer's weights never are in a real prefill), X f32 [m, cols] standard
+normal; the gemm kernel comes through the JIT dispatcher, so it is whatever path the arch takes
+(mma.sync on sm_80/sm_90 and emu-sm90, WMMA on gfx1100, scalar elsewhere). Timing as
+benchmarks/gemv.py: on a device with events (CUDA) --launches launches are recorded once as a graph
+and replayed --repeats times between two events; elsewhere host-timed batches. TFLOP/s = 2 m rows
+cols / time.
+
+Check (--no-check skips it): the first 64 tokens x 64 rows against a float64 product of the decoded
+weights, within (n 2^-21 / (1 - n 2^-21) + 2^-9) sum_k |x_k w_k| + 2^-20 (sum|x| + sum|w|): the f16
+paths' bound (tests/kernels/test_gemm.py derives the exact one) with room; the scalar path is far
+inside it. A sanity check for a benchmark, not the property test.
+
+The 8B estimate: llama-3-8B's 32 layers each run q, o (4096x4096), k, v (1024x4096), gate, up
+(14336x4096) and down (4096x14336) on the same m tokens; the sum of the measured times per layer x
+32 is the projections' share of one prefill batch (attention, norms, RoPE and the output head are
+not in it). For scale: llama.cpp's pp512 on an H100 with a llama-8B Q4_0 is ~10.8k tokens/s, i.e.
+~47 ms per 512-token batch for the whole model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.gemv import decode, has_graphs, make_device, random_matrix, rotation, time_launches  # noqa: E402
+from forge.arch import get_arch  # noqa: E402
+from forge.codegen.specs.gemm import rounds_to_f16, tiles  # noqa: E402
+from forge.codegen.wtypes import get_wtype  # noqa: E402
+from forge.errors import ForgeError  # noqa: E402
+from forge.runtime.device import BoundLaunch  # noqa: E402
+from forge.runtime.dispatch import Dispatcher  # noqa: E402
+
+# llama-3-8B's projections (rows x cols) and how often each runs per layer.
+LAYER = {(4096, 4096): 2, (1024, 4096): 2, (14336, 4096): 2, (4096, 14336): 1}
+N_LAYERS = 32
+SMALL = ((136, 256), (40, 512))  # --small: tails on both sides of a 128 x 128 tile, K-quant-sized columns
+LLAMA_CPP_PP512 = 10.8e3  # tokens/s, H100, llama-8B Q4_0 (the comparison the issue names)
+U_A, U_H, E_ABS = 2.0 ** -21, 2.0 ** -9, 2.0 ** -20
+
+
+def open_target(backend: str, arch_name: str | None):
+    """(device, arch): an emulator target by its arch name (emu-sm90, emu-gfx1100: the CPU emulator
+    with that GPU's matrix features), else benchmarks/gemv.py's backends."""
+    if backend.startswith("emu-"):
+        from forge.runtime.emu import EmuDevice
+        arch = get_arch(backend)
+        return EmuDevice(wave_size=arch.wave_size), arch
+    return make_device(backend, 32, arch_name)
+
+
+def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) -> str:
+    """'ok' or 'WRONG': the first 64 x 64 outputs against float64, within the module docstring's bound."""
+    n = min(64, raw.shape[0])
+    w = decode(wtype, raw[:n], cols).astype(np.float64)
+    xs = x[:64].astype(np.float64)
+    ref, mag = xs @ w.T, np.abs(xs) @ np.abs(w).T
+    g = cols * U_A / (1 - cols * U_A)
+    tol = (g + U_H) * mag + E_ABS * (np.abs(xs).sum(1)[:, None] + np.abs(w).sum(1)[None, :])
+    got = y[:xs.shape[0], :n]
+    return "ok" if np.all(np.abs(got - ref) <= tol) else "WRONG"
+
+
+def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, rng) -> dict:
+    raw = random_matrix(wtype, rows, cols, rng)
+    x = rng.standard_normal((m, cols)).astype(np.float32)
+    bws = rotation(dev, raw, args.rotate_mb)
+    bx, by = dev.alloc(x.nbytes), dev.alloc(m * rows * 4)
+    try:
+        dev.upload(bx, x)
+        k = kernels.get("gemm", wtype=wtype)
+        g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
+        dev.memset(by, 0xFF)  # NaN: every output must be written
+        k(bws[0], bx, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
+        dev.synchronize()
+        ok = "-"
+        if args.check:
+            y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+            ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
+        launches = [BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bx, by, m, rows, cols),
+                                tuple(k.args)) for i in range(args.launches)]
+        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
+    finally:
+        for b in (*bws, bx, by):
+            dev.free(b)
+    return {"wtype": wtype, "m": m, "rows": rows, "cols": cols, "grid": list(g.grid), "shared": g.shared_bytes,
+            "us": t * 1e6, "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok}
+
+
+def estimate(rows_out: list[dict], wtype: str, m: int) -> float | None:
+    """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes; None when
+    a shape of LAYER was not measured."""
+    t = {(r["rows"], r["cols"]): r["us"] * 1e-6 for r in rows_out if r["wtype"] == wtype and r["m"] == m}
+    if not all(s in t for s in LAYER):
+        return None
+    return N_LAYERS * sum(n * t[s] for s, n in LAYER.items())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", default="emu-sm90",
+                    help="cuda, hip, emu (scalar path), or an emulator target: emu-sm90, emu-gfx1100")
+    ap.add_argument("--arch", help="arch of a GPU backend when its device does not report one (sm_90, gfx1100)")
+    ap.add_argument("--types", default="f16,q8_0,q4_0,q4_k", help="comma-separated weight types")
+    ap.add_argument("--shapes", help="comma-separated ROWSxCOLS (default: llama-8B's four; --small: two tiny ones)")
+    ap.add_argument("--m", default=None, help="comma-separated token counts (default 512; --small: 37)")
+    ap.add_argument("--small", action="store_true", help="emulator-sized shapes (checks the script and the kernel)")
+    ap.add_argument("--rotate-mb", type=int, help="weight copies launches cycle through, in MB at least "
+                    "(default: 256 on a GPU, 0 on the emulator)")
+    ap.add_argument("--launches", type=int, help="launches per timed list (default 20 on a GPU, 1 on the emulator)")
+    ap.add_argument("--repeats", type=int, help="timed replays per case (default 5 on a GPU, 1 on the emulator)")
+    ap.add_argument("--min-time", type=float, default=0.2, help="host timing: seconds a batch lasts at least")
+    ap.add_argument("--no-check", dest="check", action="store_false", help="skip the correctness check")
+    ap.add_argument("--json", help="write every row to this file")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    gpu = args.backend in ("cuda", "hip")
+    types = [t.strip() for t in args.types.split(",") if t.strip()]
+    shapes = ([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes
+              else list(SMALL if args.small else LAYER))
+    ms = [int(v) for v in args.m.split(",")] if args.m else [37 if args.small else 512]
+    args.rotate_mb = (256 if gpu else 0) if args.rotate_mb is None else args.rotate_mb
+    args.launches = args.launches or (20 if gpu else 1)
+    args.repeats = args.repeats or (5 if gpu else 1)
+    rows_out = []
+    try:
+        for t in types:
+            for r, c in shapes:
+                get_wtype(t).check_shape(c, rows=r)
+        dev, arch = open_target(args.backend, args.arch)
+        kernels = Dispatcher(dev, arch)
+        rng = np.random.default_rng(args.seed)
+        print(f"gemm Y = X W^T on {dev!r} ({arch.name}); "
+              f"{'graphs of ' + str(args.launches) + ' launches timed with events' if has_graphs(dev) else 'host-timed batches'}, "
+              f"median of {args.repeats}", flush=True)
+        head = f"{'wtype':<6} {'m':>5} {'shape':>11} {'tile':>9} {'f16':>3} {'grid':>9} {'us':>10} {'TFLOP/s':>8}  check"
+        print(head)
+        print("-" * len(head), flush=True)
+        for m in ms:
+            for t in types:
+                bm, bn, _ = tiles(arch, t) if arch.is_gpu_semantics else (0, 0, 0)
+                for r, c in shapes:
+                    row = bench_one(dev, kernels, t, m, r, c, args, rng)
+                    rows_out.append(row)
+                    print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) else 'no':>3} "
+                          f"{'x'.join(map(str, row['grid'][:2])):>9} {row['us']:>10.1f} {row['tflops']:>8.2f}  {row['check']}",
+                          flush=True)
+        for m in ms:
+            for t in types:
+                est = estimate(rows_out, t, m)
+                if est is not None:
+                    print(f"8B projections, {t}, m={m}: {est * 1e3:.2f} ms per batch = {m / est:,.0f} tokens/s "
+                          f"(gemm only; llama.cpp pp512 whole model ~{LLAMA_CPP_PP512:,.0f} tokens/s = "
+                          f"{512 / LLAMA_CPP_PP512 * 1e3:.1f} ms per 512)", flush=True)
+    except ForgeError as e:
+        print(f"gemm bench: error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if args.json:
+            Path(args.json).write_text(json.dumps({"device": repr(locals().get("dev")), "rows": rows_out}, indent=1))
+    return 0 if all(r["check"] != "WRONG" for r in rows_out) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
