@@ -191,9 +191,7 @@ class Executor:
             lowered = lower(self.graph, self.arch, phase, Tp, 1 if R == 1 else Tp, self.opts)
             slot_of, slot_size = plan_buffers(lowered.calls, lowered.sizes, set(lowered.outputs))
             slots = [self._alloc(n) for n in slot_size]
-            sync = self._alloc(4 * max(1, lowered.n_sync))
-            self.device.memset(sync, 0)  # each fused call leaves its word at zero again
-            p = self._phases[key] = _Phase(phase, slot_of, slots, sum(slot_size), sync)
+            p = self._phases[key] = _Phase(phase, slot_of, slots, sum(slot_size))
         return p
 
     def _bind(self, phase: str, T: int, R: int, n_past: int, sample: bool) -> list[BoundLaunch]:
@@ -240,8 +238,6 @@ class Executor:
             return self.cache.block_table(SEQ)
         if kind == "kv_len":
             return self.device.view(self.ctrl, 0, 4)
-        if kind == "sync":
-            return self.device.view(ph.sync, 4 * arg[1], 4)
         if kind == "state":
             return self.state
         if kind == "tokens":
@@ -349,4 +345,3 @@ class _Phase:
     slot_of: dict
     slots: list
     nbytes: int
-    sync: object = None  # zeroed u32 words, one per fused call that counts its blocks (lower: ("sync", k))

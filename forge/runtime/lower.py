@@ -29,7 +29,6 @@ on the calls just emitted:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,9 +61,6 @@ class LowerOptions:
     kv_dtype: str = "f16"
     page_size: int = 16
     splits: int = 0  # attn_decode chunks (fixed: a captured decode step has a fixed grid); 0: decode_splits()
-    # the norm after a residual add done by the matmul's last block (fuse add_norm); FORGE_FUSE_NORM=0
-    # turns it off, for timing both in one run
-    fuse_norm: bool = field(default_factory=lambda: os.environ.get("FORGE_FUSE_NORM", "1") != "0")
 
 
 @dataclass
@@ -72,7 +68,6 @@ class Lowered:
     calls: list[Call]
     sizes: dict[str, int]  # activation / scratch tensor -> bytes
     outputs: list[str] = field(default_factory=list)
-    n_sync: int = 0  # ("sync", k) words the calls use: zeroed u32s, left zero by each launch
 
 
 def has_variant(family: str, arch: Arch, **params: Any) -> bool:
@@ -103,7 +98,6 @@ class _Lowerer:
         self.alias: dict[str, str] = {}
         self.q8: dict[str, tuple[str, str]] = {}  # activation -> its quantized (xq, xd)
         self.outputs = {t.name for t in g.of_kind("output")}
-        self.n_sync = 0  # sync words handed out (fused norms count their blocks in one)
         self.readers: dict[str, list] = {}  # tensor -> the nodes that read it
         for n in g.nodes:
             for t in n.inputs:
@@ -138,8 +132,6 @@ class _Lowerer:
                   y, n_tokens=self.dims["T"], n_cols=E)
 
     def rmsnorm(self, n, x, w):
-        if self.opts.fuse_norm and self.fuse_add_norm(n, x, w):
-            return
         (y,) = n.outputs
         rows, cols = self.shape(y)
         self.call("rmsnorm", {"dtype": "f32", "block": 256},
@@ -244,41 +236,6 @@ class _Lowerer:
             self.q8[x] = (xq, xd)
         return self.q8[x]
 
-    def only_q8_readers(self, x: str, rows: int) -> bool:
-        """Every reader of x is a matmul on the integer path (and x is no output)."""
-        for r in self.readers.get(x, []):
-            if r.op != "matmul" or r.inputs[1] != x:
-                return False
-            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
-                return False
-        return x not in self.outputs
-
-    def fuse_add_norm(self, n, x: str, w: str) -> bool:
-        """A matmul + residual add just emitted, then the norm of its output (one token): the
-        matmul's last block does the norm (add_norm; add_norm_q8 when only integer matmuls read it)."""
-        (h,) = n.outputs
-        rows, cols = self.shape(h)
-        for family in ("gemv", "matmul_q8"):
-            c = self.last(family, fuse="add")
-            if rows != 1 or c is None or c.args["y"] != self.ref(x) or c.args.get("n_tokens", 1) != 1:
-                continue
-            q8 = cols % 32 == 0 and self.only_q8_readers(h, rows)
-            fuse = "add_norm_q8" if q8 else "add_norm"
-            if not self.fusable(family, **{**c.params, "fuse": fuse}):
-                return False
-            c.params = {**c.params, "fuse": fuse}
-            c.args.update(nw=w, eps=float(n.attrs["eps"]), sync=("sync", self.n_sync))
-            self.n_sync += 1
-            if q8:
-                hq, hd = self.scratch(f"{h}:q8", cols), self.scratch(f"{h}:q8d", (cols // 32) * 8)
-                c.args.update(hq=hq, hd=hd)
-                self.q8[h] = (hq, hd)
-            else:
-                c.args["h"] = h
-            c.node += "+" + h
-            return True
-        return False
-
     def fuse_norm_q8(self, x: str, rows: int, cols: int) -> bool:
         """The call just emitted made x (rmsnorm, or attn_combine's o) and only integer matmuls read
         x: that call writes x's 8-bit blocks instead of x."""
@@ -288,8 +245,11 @@ class _Lowerer:
             return False
         if not self.fusable(c.family, **{**c.params, "quant": "q8"}) or c.args.get("head_dim", 32) % 32:
             return False
-        if not self.only_q8_readers(x, rows):
-            return False
+        for r in self.readers.get(x, []):
+            if r.op != "matmul" or r.inputs[1] != x:
+                return False
+            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
+                return False
         xq = self.scratch(f"{x}:q8", rows * cols)
         xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
         c.params = {**c.params, "quant": "q8"}
@@ -403,7 +363,7 @@ def lower(g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOpti
         if fn is None:
             raise GraphError(f"no lowering for op {n.op!r}")
         fn(n, *n.inputs)
-    return Lowered(lw.calls, lw.sizes, [t.name for t in g.of_kind("output")], lw.n_sync)
+    return Lowered(lw.calls, lw.sizes, [t.name for t in g.of_kind("output")])
 
 
 

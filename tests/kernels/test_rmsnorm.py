@@ -80,7 +80,7 @@ def test_rmsnorm_q8(kctx, data):
 
 
 @pytest.mark.parametrize("mutation", [
-    ("xd + base / 32u * 2u);", "xd);"),  # every row's scales written to row 0's
+    ("xd + ((u64)bid_x() * nb + b) * 2", "xd + (u64)b * 2"),  # every row's scales written to row 0's
     ("for (u32 b0 = 0; b0 < nb; b0 += ", "for (u32 b0 = 0; b0 + 8u < nb; b0 += "),  # the last round skipped
 ], ids=["row_scales", "last_round"])
 def test_rmsnorm_q8_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):

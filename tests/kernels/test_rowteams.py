@@ -24,7 +24,6 @@ from tests.oracles.quantize_q8 import quantize_q8
 CASES = [("gemv", "q4_0"), ("gemv", "f16"), ("gemv", "q6_k"), ("matmul_q8", "q4_0"), ("matmul_q8", "q4_k"),
          ("matmul_q8", "q8_0")]
 N_MATS = {"add": 1, "glu": 2, "multi": 3}
-NORMS = ("add_norm", "add_norm_q8")
 
 
 @pytest.fixture
@@ -103,72 +102,3 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     assert_property_catches(emu_kctx, "gemv", {"wtype": "q4_0", "fuse": fuse}, MUTANTS[mutant],
                             lambda ctx, data: check_fused(ctx, "gemv", "q4_0", fuse, data), tmp_path, monkeypatch,
                             max_examples=30, once=fuse != "glu")
-
-
-def check_add_norm(kctx, family, wtype, fuse, data):
-    """add_norm(_q8): y as `add` (within the add bound), and the norm of that y bit for bit what the
-    rmsnorm kernel (quant q8 for add_norm_q8) makes of it on the same device — the fused norm is its
-    arithmetic, run by the block that finishes last; launched twice, the sync word is back at 0 and
-    the second launch agrees (a block that counted wrong would leave it set)."""
-    rows = 32 * data.draw(st.integers(1, 6), label="rows/32") if fuse == "add_norm_q8" else \
-        data.draw(st.integers(1, 6 * RMAX), label="rows")
-    rpt = data.draw(st.sampled_from([None, 1, 1000]), label="rows_per_team")
-    wt = get_wtype(wtype)
-    cols = (wt.qk * data.draw(st.integers(1, max(1, 512 // wt.qk)), label="blocks") if family == "matmul_q8"
-            else data.draw(n_cols(wtype, 2), label="cols"))
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    w = random_weights(wtype, rows, cols, rng)
-    x = data.draw(arrays((1, cols), np.float32), label="x")
-    res = data.draw(arrays((1, rows), np.float32), label="res")
-    nw = data.draw(arrays((rows,), np.float32, scale=1.0), label="nw")
-    args = {"w": w, "y": np.full((1, rows), np.nan, np.float32), "res": res, "nw": nw, "eps": 1e-5,
-            "sync": np.zeros(1, np.uint32), "n_rows": rows, "n_cols": cols}
-    params, shapes = {"wtype": wtype, "fuse": fuse}, {"n_rows": rows, "n_cols": cols}
-    if family == "matmul_q8":
-        xq, xd = quantize_q8(x)
-        args.update(xq=xq, xd=xd, n_tokens=1)
-        shapes["n_tokens"] = 1
-        params["team"] = data.draw(st.sampled_from(TEAMS), label="team")
-        part = matmul_q8(wtype, w, cols, xq, xd)
-    else:
-        args["x"] = x[0]
-        part = tuple(a[None] for a in gemv(wtype, w, cols, x[0]))
-    outs = ["y", "sync"] + (["hq", "hd"] if fuse == "add_norm_q8" else ["h"])
-    if fuse == "add_norm_q8":
-        args.update(hq=np.full((1, rows), 99, np.int8), hd=np.full((1, rows // 32, 2), 7.0, np.float32))
-    else:
-        args["h"] = np.full((1, rows), np.nan, np.float32)
-    for _ in range(2):
-        got = run_kernel(kctx, family, params, args, outs, rows_per_team=rpt, **shapes)
-        assert got["sync"][0] == 0
-        (ref, tol), = fused("add", [part], res)
-        check(got["y"].reshape(ref.shape), ref, tol)
-        norm = {"x": got["y"], "w": nw, "ncols": rows, "eps": 1e-5}
-        if fuse == "add_norm_q8":
-            want = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": 256, "quant": "q8"},
-                              {**norm, "xq": np.zeros((1, rows), np.int8),
-                               "xd": np.zeros((1, rows // 32, 2), np.float32)}, ["xq", "xd"], rows=1)
-            assert np.array_equal(got["hq"], want["xq"])
-            assert np.array_equal(got["hd"], want["xd"], equal_nan=True)
-        else:
-            want = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": 256}, {**norm, "y": np.zeros_like(got["y"])},
-                              ["y"], rows=1)["y"]
-            assert np.array_equal(got["h"], want, equal_nan=True)
-
-
-@pytest.mark.parametrize("fuse", NORMS)
-@pytest.mark.parametrize("family,wtype", [("gemv", "q4_0"), ("gemv", "f16"), ("matmul_q8", "q4_0"), ("matmul_q8", "q4_k")])
-@settings(max_examples=20)
-@given(data=st.data())
-def test_add_norm(gpu_kctx, family, wtype, fuse, data):
-    check_add_norm(gpu_kctx, family, wtype, fuse, data)
-
-
-@pytest.mark.parametrize("mutation", [
-    ("atomic_add(sync, 1u) == gdim_x() - 1u", "atomic_add(sync, 1u) == 0u"),  # the first block, not the last
-    ("if (tid == 0) *sync = 0u;", ""),  # the sync word is not reset for the next launch
-], ids=["first_block_norms", "no_reset"])
-def test_add_norm_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):
-    assert_property_catches(emu_kctx, "gemv", {"wtype": "q4_0", "fuse": "add_norm"}, mutation,
-                            lambda ctx, data: check_add_norm(ctx, "gemv", "q4_0", "add_norm", data), tmp_path,
-                            monkeypatch, max_examples=30)

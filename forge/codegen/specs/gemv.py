@@ -27,32 +27,22 @@ THREADS = 256  # per block, every arch (8 waves of 32, 4 of 64)
 RMAX = 4  # rows a block decodes at once; x values are loaded once for all of them
 # What else the launch does (common/rowteams.j2): none, add (+ a residual), glu (silu(W x) * W2 x),
 # multi (three matrices over one x). GPU-model targets only; the host runs them unfused.
-# add_norm(_q8): add, then the next norm of y by the block that finishes last (f32 h, or 8-bit blocks).
-FUSES = ("none", "add", "glu", "multi", "add_norm", "add_norm_q8")
-NORM_FUSES = ("add_norm", "add_norm_q8")
-
-_EXTRA_ARGS = {  # fusion -> {argument: the extras that follow it}
-    "glu": {"w": ["w2"]},
-    "multi": {"w": ["w2", "w3"], "y": ["y2", "y3"], "n_rows": ["n_rows2", "n_rows3"]},
-    "add": {"y": ["res"]},
-    "add_norm": {"y": ["res", "h", "nw", "sync"], "n_cols": ["eps"]},
-    "add_norm_q8": {"y": ["res", "hq", "hd", "nw", "sync"], "n_cols": ["eps"]},
-}
-_ARG = {"w2": Arg.ptr("w2", "u8", const=True), "w3": Arg.ptr("w3", "u8", const=True), "y2": Arg.ptr("y2", "f32"),
-        "y3": Arg.ptr("y3", "f32"), "n_rows2": Arg.scalar("n_rows2", "i32"), "n_rows3": Arg.scalar("n_rows3", "i32"),
-        "res": Arg.ptr("res", "f32", const=True), "h": Arg.ptr("h", "f32"), "hq": Arg.ptr("hq", "i8"),
-        "hd": Arg.ptr("hd", "f32"), "nw": Arg.ptr("nw", "f32", const=True), "sync": Arg.ptr("sync", "u32"),
-        "eps": Arg.scalar("eps", "f32")}
+FUSES = ("none", "add", "glu", "multi")
 
 
 def fused_args(fuse: str, args: list[Arg]) -> list[Arg]:
-    """A GEMV-shaped kernel's arguments with its fusion's extras (_EXTRA_ARGS): glu/multi's second
-    (third) weight after w; the residual, multi's outputs, the fused norm's output, weight and
-    sync word after y; multi's row counts after n_rows; the norm's eps after n_cols."""
+    """A GEMV-shaped kernel's arguments with its fusion's extras: glu/multi's second (third) weight
+    after w, add's residual `res` and multi's outputs after y, multi's row counts after n_rows."""
+    extra = {"w": {"glu": ["w2"], "multi": ["w2", "w3"]},
+             "y": {"add": ["res"], "multi": ["y2", "y3"]},
+             "n_rows": {"multi": ["n_rows2", "n_rows3"]}}
     out = []
     for a in args:
         out.append(a)
-        out += [_ARG[name] for name in _EXTRA_ARGS.get(fuse, {}).get(a.name, [])]
+        for name in extra.get(a.name, {}).get(fuse, []):
+            out.append(Arg.ptr(name, "u8", const=True) if name[0] == "w" else
+                       Arg.ptr(name, "f32", const=True) if name == "res" else
+                       Arg.ptr(name, "f32") if name[0] == "y" else Arg.scalar(name, "i32"))
     return out
 
 

@@ -80,9 +80,6 @@ class MatmulQ8(KernelSpec):
         """Host: row chunks of `rows_per_block` x token chunks. GPU: gpu_launch (`rows_per_team`)."""
         get_wtype(p["wtype"]).check_shape(n_cols, n_rows=n_rows, n_tokens=n_tokens)
         if arch.is_gpu_semantics:
-            if p["fuse"] in gemv.NORM_FUSES and n_tokens != 1:
-                raise SpecError(f"matmul_q8 fuse={p['fuse']}: one token (its norm counts the grid's blocks), "
-                                f"not {n_tokens}")
             return self.gpu_launch(p, gemv.fused_rows(p["fuse"], n_rows, n_rows2, n_rows3), n_cols, n_tokens, arch,
                                    rows_per_team)
         rpb = rows_per_block or host_rows_per_block(n_rows)

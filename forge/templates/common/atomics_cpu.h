@@ -20,8 +20,3 @@ DEVICE u32 atomic_cas(u32* p, u32 expected, u32 desired) {
   __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   return expected;
 }
-// Publishing results to other blocks of the same launch (blocks run on several OS threads).
-DEVICE void thread_fence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
-DEVICE float load_device(const float* p) {
-  return __builtin_bit_cast(float, __atomic_load_n((const u32*)p, __ATOMIC_RELAXED));
-}

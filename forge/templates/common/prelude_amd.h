@@ -67,10 +67,6 @@ DEVICE u32 atomic_cas(u32* p, u32 expected, u32 desired) {
   __hip_atomic_compare_exchange_strong(p, &expected, desired, __ATOMIC_RELAXED, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT);
   return expected;
 }
-// Publishing results to other blocks of the same launch (the last-block pattern): writers fence
-// before they count themselves done; the last block fences, then reads at device scope.
-DEVICE void thread_fence() { __builtin_amdgcn_fence(__ATOMIC_SEQ_CST, "agent"); }
-DEVICE float load_device(const float* p) { return __hip_atomic_load(p, __ATOMIC_RELAXED, __HIP_MEMORY_SCOPE_AGENT); }
 
 {% include "common/math_builtins.h" %}
 {% include "common/bf16.h" %}

@@ -58,10 +58,6 @@ DEVICE u32 atomic_add(u32* p, u32 v) { return atomicAdd(p, v); }
 DEVICE i32 atomic_add(i32* p, i32 v) { return atomicAdd(p, v); }
 DEVICE u32 atomic_max(u32* p, u32 v) { return atomicMax(p, v); }
 DEVICE u32 atomic_cas(u32* p, u32 expected, u32 desired) { return atomicCAS(p, expected, desired); }
-// Publishing results to other blocks of the same launch (the last-block pattern): writers fence
-// before they count themselves done; the last block fences, then reads with loads that skip L1.
-DEVICE void thread_fence() { __threadfence(); }
-DEVICE float load_device(const float* p) { return __ldcg(p); }
 
 // ---- math (IEEE-accurate library versions, not the fast intrinsics) ----
 DEVICE float f_exp(float x) { return expf(x); }
