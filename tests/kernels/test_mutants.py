@@ -30,13 +30,13 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
 
 
 # A race that the emulator's default wave order hides. In sample, thread 0 (wave 0) reduces the
-# per-thread maxima into scratch[0] and then every thread reads it as m; without the barrier
-# between, a wave that runs after wave 0 reads the reduced max (as with the barrier) and a wave that
-# runs before it reads thread 0's own partial. Ascending order always runs wave 0 first, so the
+# per-wave maxima into `top` and then every thread reads it as m; without the barrier between, a
+# wave that runs after wave 0 reads the reduced max (as with the barrier) and a wave that runs
+# before it reads what `top` held before (the previous block's). Ascending order always runs wave 0 first, so the
 # mutant passes there (checked by hand: tests/runtime/test_emulator.py shows the same hand-off
 # deterministically); descending and seeded-random orders, the latter the suite's own
 # (tests/conftest.py), must catch it.
-SAMPLE_MAX_BARRIER = ("  }\n  sync_threads();\n  const float m = scratch[0];", "  }\n  const float m = scratch[0];")
+SAMPLE_MAX_BARRIER = ("  }\n  sync_threads();\n  const float m = top;", "  }\n  const float m = top;")
 
 
 @pytest.mark.parametrize("order", ["descending", "random:1"])
