@@ -24,8 +24,11 @@ for step in ${STEPS:-prep bench}; do
         [ -f "$M/$s-f16.gguf" ] || timeout 300 python3 peer/make_model.py "$M/$s-f16.gguf" "$s" || echo "make_model $s failed"
       done
       echo "== models written: $(( $(date +%s) - t0 )) s"; ls -la "$M"
-      timeout 150 python3 -m pytest -q -x -p no:cacheprovider --backend cuda tests/runtime/test_executor.py \
-        tests/model/test_model.py > "$OUT/gpu_model_tests.log" 2>&1; tail -5 "$OUT/gpu_model_tests.log"
+      timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider --backend cuda \
+        ${GPU_TESTS:-tests/runtime/test_executor.py tests/model/test_model.py} > "$OUT/gpu_model_tests.log" 2>&1
+      tail -5 "$OUT/gpu_model_tests.log"
+      [ -z "${GEMM:-}" ] || timeout 200 python3 benchmarks/gemm.py --backend cuda --json "$OUT/gemm.json" 2>&1 \
+        | tee "$OUT/gemm.txt" | tail -30
       timeout 120 python3 -m forge bench "$M/smollm2-f16.gguf" --backend cuda -p 512 -n 64 2>&1 | tee "$OUT/forge_smollm2_f16.txt"
       wait
       tail -3 "$OUT/build.log"
