@@ -57,8 +57,11 @@ PY
         { echo "### $f"; cat "$M/forge-$f.txt"; } | tee -a "$OUT/forge.txt"
       done ;;
     tests)
-      timeout 150 python3 -m pytest -q -p no:cacheprovider --backend cuda tests/runtime/test_executor.py \
-        tests/model/test_model.py > "$OUT/gpu_model_tests.log" 2>&1; tail -30 "$OUT/gpu_model_tests.log" ;;
+      timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider --backend cuda \
+        ${GPU_TESTS:-tests/runtime/test_executor.py tests/model/test_model.py} > "$OUT/gpu_tests.log" 2>&1
+      grep -E "FAILED|ERROR|passed|failed" "$OUT/gpu_tests.log" | tail -30
+      [ -z "${GEMM:-}" ] || timeout 200 python3 benchmarks/gemm.py --backend cuda --json "$OUT/gemm.json" 2>&1 \
+        | tee "$OUT/gemm.txt" | tail -30 ;;
   esac
   echo "== step $step: $(( $(date +%s) - t0 )) s"
 done
