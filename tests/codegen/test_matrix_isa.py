@@ -29,8 +29,16 @@ def store(tmp_path_factory):
 
 
 def _compile(store, family, params, arch_name):
+    """(entry, kept assembly); a skip where the machine has no compiler for the arch (the lent GPU
+    machine has no AMD one; CI installs the portable clang, so there this never skips)."""
+    from forge.errors import ToolchainError
     arch = get_arch(arch_name)
-    entry, _ = compile_variant(get_spec(family).variant(arch, **params), arch, store, keep_asm=True)
+    try:
+        entry, _ = compile_variant(get_spec(family).variant(arch, **params), arch, store, keep_asm=True)
+    except ToolchainError as e:
+        if "no compiler for" not in str(e):
+            raise
+        pytest.skip(f"no compiler for {arch_name} here: {e}")
     return entry, entry.file(ASM_FILE).read_text()
 
 

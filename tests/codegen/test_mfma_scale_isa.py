@@ -6,10 +6,8 @@ the sources disagree)."""
 import pytest
 
 from forge.arch import ARCHS, get_arch
-from forge.codegen.build import ASM_FILE, compile_variant
 from forge.codegen.codeobject import read_code_object
 from forge.codegen.matrix_layouts import get_layout
-from forge.codegen.spec import get_spec
 from forge.codegen.specs.gemm import path
 from forge.codegen.store import Store
 from forge.codegen.wtypes import WTYPE_NAMES
@@ -26,9 +24,8 @@ def store(tmp_path_factory):
 
 @pytest.mark.parametrize("wtype", ["mxfp4", "mxfp8_e5m2"])
 def test_gfx950_mx_gemm_multiplies_on_the_scaled_mfma_without_scratch(store, wtype):
-    arch = get_arch("gfx950")
-    entry, _ = compile_variant(get_spec("gemm").variant(arch, wtype=wtype), arch, store, keep_asm=True)
-    asm = entry.file(ASM_FILE).read_text()
+    from tests.codegen.test_matrix_isa import _compile
+    entry, asm = _compile(store, "gemm", {"wtype": wtype}, "gfx950")
     assert "v_mfma_scale_f32_16x16x128_f8f6f4" in asm
     assert ("blgp:1" in asm) == (wtype == "mxfp8_e5m2")  # BF8 weights; E4M3 (the default format) otherwise
     res = entry.meta["resources"]
