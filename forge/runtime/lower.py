@@ -41,6 +41,11 @@ from .graph import GraphError, LayerGraph
 
 
 SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generating step
+# matmul_q8's row team on a GPU: the smallest that gives each thread at most this many 32-column
+# units. Measured on the H100 (one call, each setting twice; docs/PERFORMANCE.md): 4 against 1
+# (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
+# than both on the 8B.
+TEAM_UNITS = 4
 
 
 @dataclass
@@ -147,7 +152,7 @@ class _Lowerer:
             xq, xd = self.quantized(x, rows, n_in)
             params = {"wtype": wt}
             if self.arch.is_gpu_semantics:  # a row team sized to the row (the host's kernel has none)
-                params["team"] = team_for(wt, n_in)
+                params["team"] = team_for(wt, n_in, TEAM_UNITS)
             self.gemv_call("matmul_q8", params,
                            {"w": w, "xq": xq, "xd": xd, "y": y, "n_rows": n_out, "n_cols": n_in, "n_tokens": rows},
                            y, n_rows=n_out, n_cols=n_in, n_tokens=rows)

@@ -103,6 +103,7 @@ def test_property_test_catches_gpu_mutant(emu_kctx, wtype, mutant, tmp_path, mon
                             lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
 
 
-def test_team_for_gives_every_unit_a_thread_where_it_can():
+def test_team_for_gives_each_thread_at_most_the_units_asked():
     assert [team_for("q4_0", c) for c in (576, 1024, 1536, 2048, 4096, 14336)] == [32, 32, 64, 64, 128, 128]
     assert [team_for("q4_k", c) for c in (2048, 4096, 14336)] == [32, 64, 128]
+    assert [team_for("q4_0", c, 4) for c in (576, 2048, 4096, 8192, 14336)] == [32, 32, 32, 64, 128]

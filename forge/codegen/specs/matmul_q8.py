@@ -37,10 +37,10 @@ multiplied by xq with 4-way integer dot products (dp4a / v_dot4). Its reductions
 shared memory, so the family is not barrier_free (that flag only concerns the emulator).
 
 `team` (32, 64, 128 threads per row; a compile-time stride) is picked per matrix by team_for():
-one unit (32 columns, 64 for the K types) per thread of a row where the row has that many, so a
-short row does not leave most of its team idle (SmolLM2's 576 columns are 18 units: a 128-thread
-team had 110 idle threads) and a block takes more rows at once. Left out, it is 128 (64 for the K
-types: one unit per thread of a 4096-column row).
+the smallest team giving each thread at most a few units (32 columns, 64 for the K types; the
+lowering's TEAM_UNITS, measured), so a short row does not leave most of its team idle (SmolLM2's
+576 columns are 18 units: a 128-thread team had 110 idle threads) and a block takes more rows at
+once. Left out, it is 128 (64 for the K types: one unit per thread of a 4096-column row).
 """
 
 from ...arch import Arch
@@ -116,11 +116,11 @@ class MatmulQ8(KernelSpec):
         return p["team"]
 
 
-def team_for(wtype: str, n_cols: int) -> int:
-    """The row-team size for rows of n_cols columns: the smallest of TEAMS with a thread for every
-    unit (32 columns, 64 for the K types), else the largest."""
+def team_for(wtype: str, n_cols: int, units_per_thread: int = 1) -> int:
+    """The row-team size for rows of n_cols columns: the smallest of TEAMS that gives each thread at
+    most `units_per_thread` units (32 columns, 64 for the K types), else the largest."""
     units = n_cols // (64 if wtype in K_UNIT_TYPES else 32)
-    return next((t for t in TEAMS if t >= units), TEAMS[-1])
+    return next((t for t in TEAMS if t * units_per_thread >= units), TEAMS[-1])
 
 
 register(MatmulQ8())
