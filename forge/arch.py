@@ -59,6 +59,20 @@ class Arch:
     # emulator and the host target), where launch geometry takes its plain default.
     compute_units: int = 0
     threads_per_cu: int = 0
+    # Occupancy facts (forge/codegen/occupancy.py; `forge build`'s occupancy column): what the waves
+    # resident on one CU (AMD; a WGP on RDNA, which compiles in WGP mode) or SM (NVIDIA) share.
+    # 0: unknown (the emulator, the host), where the column says "-". Each target's values and their
+    # sources are in _OCCUPANCY below.
+    simds: int = 0  # AMD SIMDs (LLVM getEUsPerCU), NVIDIA SM sub-partitions: each holds its own registers
+    max_waves_per_simd: int = 0  # wave slots of one SIMD / sub-partition
+    regs_per_simd: int = 0  # 32-bit registers one SIMD / sub-partition holds, per lane
+    reg_granule: int = 0  # registers per lane a wave is allocated in multiples of
+    lds_per_cu: int = 0  # LDS / shared-memory bytes the resident blocks share
+    lds_granule: int = 1  # bytes a block's LDS / shared memory is allocated in multiples of
+    lds_reserved: int = 0  # bytes the driver adds to every block's shared memory
+    max_blocks_per_cu: int = 0  # resident blocks (AMD: barriers, so blocks of one wave don't count)
+    single_wave_blocks_free: bool = False  # AMD: a one-wave block takes no barrier, so no block slot
+    occupancy_per: str = ""  # what `forge build` counts waves per: "SIMD" (AMD) or "SM" (NVIDIA)
 
     @property
     def prelude(self) -> str:
@@ -142,6 +156,44 @@ _SIZES = {"gfx1100": (96, 1024), "gfx1101": (60, 1024), "gfx1102": (32, 1024), "
           "gfx950": (256, 2048), "sm_80": (108, 2048), "sm_90": (132, 2048)}
 _ARCHS = [replace(a, compute_units=_SIZES[a.name][0], threads_per_cu=_SIZES[a.name][1]) if a.name in _SIZES
           else a for a in _ARCHS]
+# Occupancy facts per target (Arch fields above). AMD, from LLVM's AMDGPU backend
+# (llvm/lib/Target/AMDGPU/Utils/AMDGPUBaseInfo.cpp, GCNSubtarget.cpp, AMDGPU.td):
+# - simds: getEUsPerCU: 4 "for gfx10 in WGP mode (the WGP contains two CUs)" and on GFX9 (CDNA);
+#   forge passes no -mcumode, so RDNA3 kernels run in WGP mode.
+# - max_waves_per_simd: getMaxWavesPerEU: 8 where isGFX90A (gfx90a/gfx942/gfx950), 16 on GFX10.3+.
+# - regs_per_simd: getTotalNumVGPRs: 512 with GFX90AInsts (ArchVGPRs + AGPRs, what .vgpr_count counts
+#   there); wave32 on GFX10+ 1024, or 1536 with Feature1_5xVGPRs (FeatureGFX11FullVGPRs before its
+#   rename), which AMDGPU.td gives FeatureISAVersion11_0_0 (gfx1100) and 11_0_1 (gfx1101), not 11_0_2.
+# - reg_granule: getVGPRAllocGranule: 8 with GFX90AInsts; wave32: 24 with Feature1_5xVGPRs, else 16
+#   with GFX10_3Insts.
+# - lds_per_cu: GCNSubtarget: LocalMemorySize = the addressable size (64 KiB; 160 KiB on gfx950,
+#   FeatureAddressableLocalMemorySize163840), doubled "if isGFX10Plus && !FeatureCuMode" (WGP mode).
+#   LLVM's occupancy ignores an LDS allocation granule ("FIXME"), hence 1.
+# - max_blocks_per_cu: getMaxWorkGroupsPerCU: MaxBarriers 32 on GFX10+ in WGP mode, else 16; "single-
+#   wave workgroups don't consume barrier resources".
+# NVIDIA, from CUDA 13.0's cuda_occupancy.h (cudaOccMaxBlocksPerSM{Warps,Regs,Smem}Limit) and the CUDA
+# C Programming Guide's "Technical Specifications per Compute Capability" (8.0 and 9.0 alike unless
+# noted): 64 resident warps and 32 resident blocks per SM; 64 K 32-bit registers per SM split over
+# cudaOccSubPartitionsPerMultiprocessor = 4 sub-partitions (16 warps and 65536 / 4 / 32 = 512 registers
+# per lane each); cudaOccRegAllocationGranularity 256 registers per warp = 8 per lane; shared memory
+# per SM 164 KiB (8.0) / 228 KiB (9.0) at the largest carveout; cudaOccSMemAllocationGranularity 128
+# bytes; reservedSharedMemPerBlock 1 KiB (the per-SM minus the per-block maximum, 163 / 227 KiB).
+_GFX11_WGP = dict(simds=4, max_waves_per_simd=16, lds_per_cu=131072, max_blocks_per_cu=32)
+_CDNA = dict(simds=4, max_waves_per_simd=8, regs_per_simd=512, reg_granule=8, max_blocks_per_cu=16)
+_SM = dict(simds=4, max_waves_per_simd=16, regs_per_simd=512, reg_granule=8, lds_granule=128,
+           lds_reserved=1024, max_blocks_per_cu=32, occupancy_per="SM")
+_OCCUPANCY = {
+    "gfx1100": dict(_GFX11_WGP, regs_per_simd=1536, reg_granule=24),
+    "gfx1101": dict(_GFX11_WGP, regs_per_simd=1536, reg_granule=24),
+    "gfx1102": dict(_GFX11_WGP, regs_per_simd=1024, reg_granule=16),
+    "gfx942": dict(_CDNA, lds_per_cu=65536),
+    "gfx950": dict(_CDNA, lds_per_cu=163840),
+    "sm_80": dict(_SM, lds_per_cu=167936),
+    "sm_90": dict(_SM, lds_per_cu=233472),
+}
+_AMD_OCCUPANCY = dict(single_wave_blocks_free=True, occupancy_per="SIMD")
+_ARCHS = [replace(a, **(_AMD_OCCUPANCY if a.vendor == "amd" else {}), **_OCCUPANCY[a.name])
+          if a.name in _OCCUPANCY else a for a in _ARCHS]
 ARCHS: dict[str, Arch] = {a.name: a for a in _ARCHS}
 EMU_ARCHS = ("emu", "emu64", "emu-gfx1100", "emu-sm90", "emu-gfx950")
 

@@ -127,6 +127,14 @@ def _report_failures(records) -> None:
         print(f"\n{names}: {error}", file=sys.stderr)
 
 
+def _occupancy_cell(record, arch) -> str:
+    """Waves per SIMD (AMD) / warps per SM (NVIDIA) of the most, e.g. "8/16 regs"; "-" where a
+    number is missing (no facts for the arch, no ptxas report, dynamic shared memory)."""
+    from .codegen.occupancy import block_occupancy
+    occ = block_occupancy(record.entry, arch, record.variant.symbol, record.resources)
+    return "-" if occ is None else occ.text(arch.occupancy_per)
+
+
 def cmd_build(args) -> int:
     from .arch import get_arch
     from .codegen.build import BuildInterrupted, build_all
@@ -161,8 +169,8 @@ def cmd_build(args) -> int:
         res = r.resources
         rows.append([r.variant.family, r.variant.symbol, r.status + ("+asm" if r.asm_added else ""),
                      f"{r.seconds:.2f}", _fmt(res.get("vgpr")), _fmt(res.get("sgpr")), _fmt(res.get("lds")),
-                     _fmt(res.get("scratch"))])
-    print(_table(rows, ["kernel", "variant", "status", "seconds", "VGPR", "SGPR", "LDS", "scratch"]))
+                     _fmt(res.get("scratch")), _occupancy_cell(r, arch)])
+    print(_table(rows, ["kernel", "variant", "status", "seconds", "VGPR", "SGPR", "LDS", "scratch", "occupancy"]))
     _report_failures(records)
     print("\n" + _summary(records, arch, time.perf_counter() - t0, store.root))
     failed = any(r.status == "failed" for r in records)

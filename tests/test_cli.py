@@ -362,6 +362,7 @@ def test_build_progress_without_a_terminal(tmp_path, capsys, monkeypatch):
 def test_build_table_then_all_cached_then_forced(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q")
     assert code == 0 and "rmsnorm_f32_block256" in out and "built" in out and "VGPR" in out
+    assert "occupancy" in out and "16/16" in out  # 11-20 VGPRs, 8 waves a block: every wave slot
     code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q")
     assert code == 0 and " built" not in out.split("\n\n")[0] and "2 cached" in out
     code, out, _ = run_cli(capsys, "build", "--arch", "gfx1100", "--kernels", "rmsnorm_f*_block256", "--cache-dir", tmp_path, "-q",
