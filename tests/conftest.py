@@ -99,6 +99,15 @@ def emu_kctx(kctx):
     return kctx
 
 
+@pytest.fixture
+def gpu_kctx(kctx):
+    """kctx, on the GPU-model targets only (the emulator and GPUs): for variants the host target
+    does not have (the fused decode kernels)."""
+    if not kctx.arch.is_gpu_semantics:
+        pytest.skip(f"a GPU-model variant; {kctx.arch.name} runs the host kernels")
+    return kctx
+
+
 def pytest_collection_modifyitems(config, items):
     """`peer` tests (against llama.cpp, minutes on a CPU) run only when asked for: `-m peer`."""
     if "peer" in (config.getoption("markexpr") or ""):

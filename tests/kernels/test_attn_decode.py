@@ -12,7 +12,7 @@ from hypothesis import given, strategies as st
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import sizes
-from tests.oracles.quantize_q8 import quantize_q8
+from tests.oracles.quantize_q8 import assert_blocks_of
 from tests.oracles.attention import KV_DTYPES, U32, attention, attention_bound, combine, paged_kv, shuffled_pages
 
 HEAD_DIM = {"f32": 80, "f16": 64, "fp8": 128, "q8_0": 256}  # every dtype, 4 of the head dims
@@ -159,16 +159,12 @@ def check_combine_q8(kctx, data):
     got = run_kernel(kctx, "attn_combine", {"block": 128, "quant": "q8"},
                      {**args, "xq": np.full((1, heads * d), 99, np.int8),
                       "xd": np.full((1, heads * d // 32, 2), 7.0, np.float32)}, ["xq", "xd"], n_heads=heads)
-    xq, xd = quantize_q8(plain.reshape(1, -1))
-    assert np.array_equal(got["xq"], xq)
-    assert np.array_equal(got["xd"].reshape(xd.shape), xd, equal_nan=True)
+    assert_blocks_of(got["xq"], got["xd"], plain.reshape(1, -1))
 
 
 @given(data=st.data())
-def test_attn_combine_q8(kctx, data):
-    if not kctx.arch.is_gpu_semantics:
-        pytest.skip("the fused q8 output exists for GPU-model targets only")
-    check_combine_q8(kctx, data)
+def test_attn_combine_q8(gpu_kctx, data):
+    check_combine_q8(gpu_kctx, data)
 
 
 def test_property_test_catches_combine_q8_block_index(emu_kctx, tmp_path, monkeypatch):

@@ -215,10 +215,8 @@ def check_rope_q(kctx, data):
 
 
 @given(data=st.data())
-def test_kv_append_rope_q(kctx, data):
-    if not kctx.arch.is_gpu_semantics:
-        pytest.skip("rope_q exists for GPU-model targets only")
-    check_rope_q(kctx, data)
+def test_kv_append_rope_q(gpu_kctx, data):
+    check_rope_q(gpu_kctx, data)
 
 
 @pytest.mark.parametrize("mutation", [

@@ -13,7 +13,7 @@ from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays, sizes
 from tests.oracles._fp import NP_DTYPE, U16, U32
-from tests.oracles.quantize_q8 import quantize_q8
+from tests.oracles.quantize_q8 import assert_blocks_of
 from tests.oracles.rmsnorm import rmsnorm
 
 BLOCK = 256
@@ -67,16 +67,12 @@ def check_rmsnorm_q8(kctx, data):
     got = run_kernel(kctx, "rmsnorm", {"dtype": "f32", "block": BLOCK, "quant": "q8"},
                      {**args, "xq": np.full(x.shape, 99, np.int8),
                       "xd": np.full((rows, ncols // 32, 2), 7.0, np.float32)}, ["xq", "xd"], rows=rows)
-    xq, xd = quantize_q8(y)
-    assert np.array_equal(got["xq"], xq)
-    assert np.array_equal(got["xd"].reshape(xd.shape), xd, equal_nan=True)
+    assert_blocks_of(got["xq"], got["xd"], y)
 
 
 @given(data=st.data())
-def test_rmsnorm_q8(kctx, data):
-    if not kctx.arch.is_gpu_semantics:
-        pytest.skip("the fused q8 output exists for GPU-model targets only")
-    check_rmsnorm_q8(kctx, data)
+def test_rmsnorm_q8(gpu_kctx, data):
+    check_rmsnorm_q8(gpu_kctx, data)
 
 
 @pytest.mark.parametrize("mutation", [

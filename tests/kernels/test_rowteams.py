@@ -26,13 +26,6 @@ CASES = [("gemv", "q4_0"), ("gemv", "f16"), ("gemv", "q6_k"), ("matmul_q8", "q4_
 N_MATS = {"add": 1, "glu": 2, "multi": 3}
 
 
-@pytest.fixture
-def gpu_kctx(kctx):
-    if not kctx.arch.is_gpu_semantics:
-        pytest.skip("fused variants exist for GPU-model targets only")
-    return kctx
-
-
 def check_fused(kctx, family, wtype, fuse, data):
     """One drawn case of `family` with `fuse` agrees with its plain oracles composed."""
     rows = [data.draw(st.one_of(st.sampled_from([2 * RMAX + 3, 1, RMAX + 1]), st.integers(1, 6 * RMAX)),

@@ -29,3 +29,11 @@ def dequantized(xq: np.ndarray, xd: np.ndarray) -> np.ndarray:
     t, n = xq.shape
     d = np.repeat(xd[..., 0].astype(np.float64), 32, axis=-1).reshape(t, n)
     return xq.astype(np.float64) * d
+
+
+def assert_blocks_of(xq: np.ndarray, xd: np.ndarray, y: np.ndarray) -> None:
+    """A kernel's 8-bit blocks (xq, xd) are exactly quantize_q8(y): for the kernels that quantize
+    their own f32 output (rmsnorm, attn_combine with quant q8), y being the plain variant's output."""
+    want_q, want_d = quantize_q8(y)
+    assert np.array_equal(xq.reshape(want_q.shape), want_q)
+    assert np.array_equal(xd.reshape(want_d.shape), want_d, equal_nan=True)
