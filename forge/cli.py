@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 
@@ -159,6 +161,7 @@ def cmd_build(args) -> int:
     try:
         records = build_all(arch, store, args.kernels, args.jobs, args.asm, progress=progress, force=args.force)
     except BuildInterrupted as stop:
+        _leaving_on_interrupt()
         progress.close()
         print(f"\nforge: interrupted; stopped after the compiles in flight: "
               f"{_summary(stop.records, arch, time.perf_counter() - t0, store.root)}", file=sys.stderr)
@@ -341,6 +344,14 @@ def _debug(args) -> bool:
     return bool(getattr(args, "debug", False) or os.environ.get("FORGE_DEBUG", "") not in ("", "0"))
 
 
+def _leaving_on_interrupt() -> None:
+    """forge is on its way out after a Ctrl-C: further ones (a held key, a terminal's repeats) are
+    ignored, so that one arriving while the exit is printed or the interpreter shuts down cannot
+    turn the orderly exit 130 into death by SIGINT. The main thread only (where signals land)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -353,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forge: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        _leaving_on_interrupt()
         print("\nforge: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
