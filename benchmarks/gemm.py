@@ -40,7 +40,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gemv import decode, has_graphs, make_device, random_matrix, rotation, time_launches  # noqa: E402
-from forge.arch import get_arch  # noqa: E402
 from forge.codegen.specs.gemm import rounds_to_f16, tiles  # noqa: E402
 from forge.codegen.wtypes import get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
@@ -53,16 +52,6 @@ N_LAYERS = 32
 SMALL = ((136, 256), (40, 512))  # --small: tails on both sides of a 128 x 128 tile, K-quant-sized columns
 LLAMA_CPP_PP512 = 10.8e3  # tokens/s, H100, llama-8B Q4_0 (the comparison the issue names)
 U_A, U_H, E_ABS = 2.0 ** -21, 2.0 ** -9, 2.0 ** -20
-
-
-def open_target(backend: str, arch_name: str | None):
-    """(device, arch): an emulator target by its arch name (emu-sm90, emu-gfx1100: the CPU emulator
-    with that GPU's matrix features), else benchmarks/gemv.py's backends."""
-    if backend.startswith("emu-"):
-        from forge.runtime.emu import EmuDevice
-        arch = get_arch(backend)
-        return EmuDevice(wave_size=arch.wave_size), arch
-    return make_device(backend, 32, arch_name)
 
 
 def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) -> str:
@@ -144,7 +133,7 @@ def main(argv=None) -> int:
         for t in types:
             for r, c in shapes:
                 get_wtype(t).check_shape(c, rows=r)
-        dev, arch = open_target(args.backend, args.arch)
+        dev, arch = make_device(args.backend, 32, args.arch)  # emu-sm90 etc. by name
         kernels = Dispatcher(dev, arch)
         rng = np.random.default_rng(args.seed)
         print(f"gemm Y = X W^T on {dev!r} ({arch.name}); "

@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from forge.arch import emu_arch, get_arch  # noqa: E402
+from forge.arch import get_arch  # noqa: E402
 from forge.codegen.spec import Arg  # noqa: E402
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
@@ -55,21 +55,16 @@ POOL_ROWS = 256  # distinct random rows per matrix (tiled to the row count)
 
 
 def make_device(backend: str, wave: int, arch_name: str | None):
-    """(device, arch) for a backend name. The GPU backends are imported on demand: a build
-    without one says so instead of failing at import."""
-    if backend == "emu":
-        from forge.runtime.emu import EmuDevice
-        return EmuDevice(wave_size=wave), emu_arch(wave)
-    module, cls = {"cuda": ("forge.runtime.cuda", "CudaDevice"), "hip": ("forge.runtime.hip", "HipDevice")}[backend]
-    try:
-        mod = __import__(module, fromlist=[cls])
-        dev = getattr(mod, cls)()
-    except (ImportError, AttributeError) as e:
-        raise ForgeError(f"backend {backend} is not available in this build ({module}.{cls}: {e})") from None
-    arch = getattr(dev, "arch", None) or (get_arch(arch_name) if arch_name else None)
+    """(device, arch) for a backend name, through forge.runtime.backends.open_backend (which says
+    what is missing when a backend cannot be opened): "emu" at `wave`, an emulator target by its
+    name (emu-sm90, ...), cuda, hip; `arch_name` where the device does not report its arch."""
+    from forge.runtime.backends import open_backend
+    dev, arch = open_backend("emu64" if backend == "emu" and wave == 64 else backend)
+    if arch is None and arch_name:
+        arch = get_arch(arch_name)
     if arch is None:
         raise ForgeError(f"the {backend} device does not report its arch: pass --arch (e.g. sm_90, gfx1100)")
-    return dev, get_arch(arch)
+    return dev, arch
 
 
 def random_matrix(wtype: str, rows: int, cols: int, rng: np.random.Generator) -> np.ndarray:
