@@ -368,13 +368,18 @@ class CudaDevice:
                               f"(sm_{self.capability[0]}{self.capability[1]}): {_err_name(self._drv, err)}")
         return CudaModule(self, h)
 
-    def launch(self, fn: CudaFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
-        packer = fn.packer
-        if packer is None:
-            packer = fn.packer = Packer(fn.symbol, args)
-        params = packer.pack(values)
+    def _params(self, fn: CudaFunction, shared_bytes: int, values, args) -> int:
+        """The kernelParams of one launch of fn (its packer made on first use), its dynamic shared
+        memory allowed first where it exceeds what fn has."""
+        if fn.packer is None:
+            fn.packer = Packer(fn.symbol, args)
+        params = fn.packer.pack(values)
         if shared_bytes > fn.dyn_smem:
             self._raise_smem(fn, shared_bytes)
+        return params
+
+    def launch(self, fn: CudaFunction, grid, block, shared_bytes: int, values, args, stream=None) -> None:
+        params = self._params(fn, shared_bytes, values, args)
         if not getattr(self._tls, "ctx", False):
             self._current()
         err, = self._drv.cuLaunchKernel(fn.handle, grid[0], grid[1], grid[2], block[0], block[1], block[2],
@@ -386,10 +391,7 @@ class CudaDevice:
     def _launch_pdl(self, fn: CudaFunction, grid, block, shared_bytes: int, values, args, stream) -> None:
         """launch() with the programmatic-stream-serialization attribute (cuLaunchKernelEx)."""
         drv = self._drv
-        packer = fn.packer = fn.packer or Packer(fn.symbol, args)
-        params = packer.pack(values)
-        if shared_bytes > fn.dyn_smem:
-            self._raise_smem(fn, shared_bytes)
+        params = self._params(fn, shared_bytes, values, args)
         cfg = drv.CUlaunchConfig()
         cfg.gridDimX, cfg.gridDimY, cfg.gridDimZ = (int(g) for g in grid)
         cfg.blockDimX, cfg.blockDimY, cfg.blockDimZ = (int(b) for b in block)
