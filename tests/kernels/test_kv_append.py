@@ -220,8 +220,7 @@ def test_kv_append_rope_q(gpu_kctx, data):
 
 
 @pytest.mark.parametrize("mutation", [
-    ("const u32 j = neox ? (i < half ? i + half : i - half) : (i ^ 1u);",
-     "const u32 j = neox ? (i < half ? i + half : i - half) : i;"),  # normal mode pairs a dim with itself
+    ("const u32 j = first ? i1 : i0;", "const u32 j = i;"),  # a Q dim rotates with itself, not its partner
     ("(float)pos[qr / (u32)n_heads]", "(float)pos[qr / (u32)n_kv_heads]"),  # Q rows take a K row's token
 ], ids=["self_partner", "kv_token"])
 def test_rope_q_catches_mutant(emu_kctx, mutation, tmp_path, monkeypatch):
