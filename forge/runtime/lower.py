@@ -230,8 +230,8 @@ class _Lowerer:
         return False
 
     def quantized(self, x: str, rows: int, cols: int) -> tuple[str, str]:
-        """x in 8-bit blocks (quantize_q8 once per activation, however many matmuls read it; in the
-        rmsnorm that made x where that is the call just emitted and only integer matmuls read x)."""
+        """x in 8-bit blocks: made by the call just emitted where that call produced x and can write
+        them (fuse_norm_q8), else by one quantize_q8 per activation, however many matmuls read it."""
         if x not in self.q8 and self.fuse_norm_q8(x, rows, cols):
             return self.q8[x]
         if x not in self.q8:
