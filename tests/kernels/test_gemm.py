@@ -129,22 +129,29 @@ def test_gemm_mma_sync(mma_ctx, wtype, data):
     check_gemm(mma_ctx, wtype, data)
 
 
-def check_gemm(kctx, wtype, data):
-    """The property: one drawn case agrees with the oracle (the mutant tests use it too), within the
-    bound of the arch's path."""
-    wt = get_wtype(wtype)
+def run_drawn_gemm(kctx, wtype: str, data, min_units: int):
+    """One drawn gemm case run on kctx: token and row counts around the arch's block tile, at least
+    `min_units` of the type's units of columns, random valid weights, activations up to ~1e10 at
+    times (2^20 is exact: f16's range, 65504, must not limit them). Returns (w, x, y, n_cols)."""
     bm, bn, _ = tiles(kctx.arch, wtype) if kctx.arch.is_gpu_semantics else (32, 32, 0)
     m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
-    bk = k_step(wt.span)
-    cols = data.draw(n_cols(wtype, max(2, 3 * bk // wt.unit_qk)), label="cols")
+    cols = data.draw(n_cols(wtype, min_units), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
-    # activations up to ~1e10 at times (2^20 is exact): f16's range (65504) must not limit them
     x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 1, 2**20])))
     y = run_kernel(kctx, "gemm", {"wtype": wtype},
                    {"w": w, "x": x, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
                     "n_cols": cols},
                    ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
+    return w, x, y, cols
+
+
+def check_gemm(kctx, wtype, data):
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too), within the
+    bound of the arch's path."""
+    wt = get_wtype(wtype)
+    bk = k_step(wt.span)
+    w, x, y, cols = run_drawn_gemm(kctx, wtype, data, max(2, 3 * bk // wt.unit_qk))
     ref, tol = gemm(wtype, w, cols, x)
     if rounds_to_f16(kctx.arch, wtype):
         tol = wmma_bound(decode(wtype, w, cols), x, -(-cols // bk) * bk)

@@ -28,16 +28,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import MS_BK, path, tiles
+from forge.codegen.specs.gemm import MS_BK, path
 from forge.codegen.wtypes import WTYPE_NAMES
 from forge.quant import mx
 from tests.conftest import KernelContext
-from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
-from tests.kernels.strategies import arrays
-from tests.kernels.test_dequant import n_cols
-from tests.kernels.test_gemm import tile_counts
-from tests.oracles.dequant import decode, random_weights
+from tests.kernels.test_gemm import run_drawn_gemm
+from tests.oracles.dequant import decode
 from tests.oracles.gemv import check
 
 UA = 2.0 ** -21  # relative error allowed per addition inside the matrix unit (module docstring)
@@ -82,16 +79,7 @@ def bounds(xq, xs, x, w, n):
 
 def check_gemm_ms(kctx, wtype, data):
     """One drawn case against both oracles (the mutant tests use it too)."""
-    bm, bn, _ = tiles(kctx.arch, wtype)
-    m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
-    cols = data.draw(n_cols(wtype, 2 * MS_BK // 32 + 1), label="cols")
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
-    w = random_weights(wtype, rows, cols, rng)
-    x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 1, 2**20])))
-    y = run_kernel(kctx, "gemm", {"wtype": wtype},
-                   {"w": w, "x": x, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
-                    "n_cols": cols},
-                   ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
+    w, x, y, cols = run_drawn_gemm(kctx, wtype, data, 2 * MS_BK // 32 + 1)
     wd = decode(wtype, w, cols).astype(np.float64)
     xq, xs = quantize_x(x)
     steps = -(-cols // MS_BK)
