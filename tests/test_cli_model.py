@@ -5,14 +5,8 @@ import json
 
 import pytest
 
-from forge.cli import main
+from tests.test_cli import run_cli
 from tests.helpers.tiny_gguf import write_tiny_gguf
-
-
-def run_cli(capsys, *argv):
-    code = main(list(map(str, argv)))
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,8 @@ from forge.arch import get_arch
 from forge.codegen.specs.gemm import MS_BK, path
 from forge.codegen.wtypes import WTYPE_NAMES
 from forge.quant import mx
-from tests.conftest import KernelContext
 from tests.kernels.mutants import assert_property_catches
-from tests.kernels.test_gemm import run_drawn_gemm
+from tests.kernels.test_gemm import emulator_target, run_drawn_gemm
 from tests.oracles.dequant import decode
 from tests.oracles.gemv import check
 
@@ -50,13 +49,7 @@ def test_the_path_takes_exactly_the_mx_types():
 @pytest.fixture(scope="module")
 def ms_ctx(request):
     """The emulator carrying gfx950's MX features (emu-gfx950, wave 64)."""
-    if request.config.getoption("--backend") not in ("cpu", "emu"):
-        pytest.skip("emu-gfx950 is an emulator target: --backend cpu or emu")
-    from forge.runtime.dispatch import Dispatcher
-    from forge.runtime.emu import EmuDevice
-    arch = get_arch("emu-gfx950")
-    dev = EmuDevice(arch.wave_size)
-    return KernelContext(dev, arch, Dispatcher(dev, arch))
+    return emulator_target(request, "emu-gfx950")
 
 
 def quantize_x(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ from forge.quant.mx import MX_FORMATS, dequantize_rows, quantize_rows
 from tests.helpers.tiny_gguf import write_tiny_gguf
 from tests.oracles.llama import Reference
 from tests.runtime.test_executor import IDS, bound, q8_rule
+from tests.test_cli import run_cli
 
 FORMATS = list(MX_FORMATS)
 # Magnitudes where rounding decides something in some element format: ties between neighbours,
@@ -238,13 +239,6 @@ def test_a_converted_model_matches_the_reference_on_its_converted_weights(tmp_pa
 
 
 # ------------------------------------------------------------------------------ the CLI
-def run_cli(capsys, *argv):
-    from forge.cli import main
-    code = main(list(map(str, argv)))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 @pytest.fixture(scope="module")
 def f16(tmp_path_factory):
     return write_tiny_gguf(tmp_path_factory.mktemp("m") / "f16.gguf", n_embd=128, n_head=2, n_head_kv=1, n_ff=256,

@@ -188,12 +188,8 @@ def test_scaled_mfma_with_a_bad_format_or_scale_byte_is_refused(gfx950_ctx):
 # -------------------------------------------------- cvt_scalef32 decodes (common/quant_mx.h.j2)
 @pytest.fixture(scope="module")
 def gfx950_run_ctx(request):
-    if request.config.getoption("--backend") not in ("cpu", "emu"):
-        pytest.skip("emu-gfx950 is an emulator target: --backend cpu or emu")
-    from forge.runtime.dispatch import Dispatcher
-    arch = get_arch("emu-gfx950")
-    dev = EmuDevice(arch.wave_size)
-    return KernelContext(dev, arch, Dispatcher(dev, arch))
+    from tests.kernels.test_gemm import emulator_target
+    return emulator_target(request, "emu-gfx950")
 
 
 @pytest.mark.parametrize("wtype", list(FORMATS.values()))
