@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from forge.codegen.spec import get_spec
 from forge.codegen.specs.matmul_q8 import INT_WTYPES, TB, TEAMS, TOKENS, team_for
 from forge.codegen.wtypes import get_wtype
 from tests.kernels.harness import run_kernel
@@ -28,8 +29,9 @@ def host_kctx(kctx):
     return kctx
 
 
-def check_matmul(kctx, wtype, data):
-    """The property: one drawn case agrees with the oracle (the mutant tests use it too)."""
+def check_matmul(kctx, wtype, data, teams=TEAMS):
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too, with
+    `teams` only the mutated variant's team: the other teams' variants are not mutated)."""
     wt = get_wtype(wtype)
     rows = data.draw(st.one_of(st.sampled_from([1, 3, 5, 17, 33]), st.integers(1, 40)), label="rows")
     cols = wt.qk * data.draw(st.one_of(st.sampled_from([1, 2]), st.integers(1, max(2, 512 // wt.qk))), label="blocks")
@@ -40,7 +42,7 @@ def check_matmul(kctx, wtype, data):
     xq, xd = quantize_q8(data.draw(arrays((toks, cols), np.float32), label="x"))
     params = {"wtype": wtype}
     if kctx.arch.is_gpu_semantics:  # row teams of every size (each a compile-time stride)
-        params["team"] = data.draw(st.sampled_from(TEAMS), label="team")
+        params["team"] = data.draw(st.sampled_from(teams), label="team")
     y = run_kernel(kctx, "matmul_q8", params,
                    {"w": w, "xq": xq, "xd": xd, "y": np.full((toks, rows), np.nan, np.float32),
                     "n_rows": rows, "n_cols": cols, "n_tokens": toks},
@@ -99,8 +101,10 @@ GPU_MUTANTS = {
 @pytest.mark.parametrize("wtype,mutant", sorted(GPU_MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(GPU_MUTANTS)])
 def test_property_test_catches_gpu_mutant(emu_kctx, wtype, mutant, tmp_path, monkeypatch):
     """The GPU kernel's plausible mistakes, run on the emulator, fail the same property."""
-    assert_property_catches(emu_kctx, "matmul_q8", {"wtype": wtype}, GPU_MUTANTS[(wtype, mutant)],
-                            lambda ctx, data: check_matmul(ctx, wtype, data), tmp_path, monkeypatch, max_examples=30)
+    team = get_spec("matmul_q8").variant(emu_kctx.arch, wtype=wtype).params["team"]
+    assert_property_catches(emu_kctx, "matmul_q8", {"wtype": wtype, "team": team}, GPU_MUTANTS[(wtype, mutant)],
+                            lambda ctx, data: check_matmul(ctx, wtype, data, (team,)), tmp_path, monkeypatch,
+                            max_examples=30)
 
 
 def test_team_for_gives_each_thread_at_most_the_units_asked():
