@@ -205,3 +205,66 @@ def test_mx_decoders_through_the_emulated_cvt_builtins_match_the_oracle(gfx950_r
                      {"w": raw, "y": np.zeros((rows, cols), np.float32), "n_rows": rows, "n_cols": cols},
                      ["y"], n_rows=rows, n_cols=cols)["y"]
     assert bits_equal(got, dequant(wtype, raw, cols, "f32")).all()
+
+
+# -------------------------------------------------- cvt_scalef32 2xpk16 encodes (MXFP6 activations)
+CVT6 = """
+KERNEL(64) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 lane = lane_id();
+  forge_v16f lo, hi;
+  for (u32 k = 0; k < 16u; ++k) {
+    lo[k] = x[lane * 32u + k];
+    hi[k] = x[lane * 32u + 16u + k];
+  }
+  const forge_u6 r = bf6 ? __builtin_amdgcn_cvt_scalef32_2xpk16_bf6_f32(lo, hi, scale[lane])
+                         : __builtin_amdgcn_cvt_scalef32_2xpk16_fp6_f32(lo, hi, scale[lane]);
+  for (u32 k = 0; k < 6u; ++k) out[lane * 6u + k] = r[k];
+}
+"""
+CVT6_ARGS = [Arg.ptr("x", "f32", const=True), Arg.ptr("scale", "f32", const=True), Arg.ptr("out", "u32"),
+             Arg.scalar("bf6", "u32")]
+
+
+def unpack6(words: np.ndarray) -> np.ndarray:
+    """[..., 6] u32 -> [..., 32] fields of 6 bits, field f = bits 6f .. 6f+5 of the little-endian stream."""
+    bits = np.unpackbits(words.astype("<u4").view(np.uint8), axis=-1, bitorder="little")
+    return (bits.reshape(*words.shape[:-1], 32, 6) << np.arange(6)).sum(-1).astype(np.uint8)
+
+
+def run_cvt6(ctx, x, scale, bf6):
+    fn = compile_inline(ctx, CVT6, CVT6_ARGS)
+    return launch(ctx, fn, CVT6_ARGS, {"x": x, "scale": scale, "out": np.zeros((64, 6), np.uint32), "bf6": bf6},
+                  (1, 1, 1), (64, 1, 1), outs=["out"])["out"]
+
+
+@pytest.mark.parametrize("bf6", [0, 1])
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_cvt_2xpk16_fp6_rounds_like_the_codec_and_interleaves_its_sources(gfx950_ctx, bf6, data):
+    """v_cvt_scalef32_2xpk16_{fp6,bf6}_f32 on emu-gfx950: field 2k from src0[k], 2k+1 from src1[k]
+    (FPSan's gfx950 tests), each value divided by the power-of-two scale and encoded exactly as
+    forge.quant.mx encodes (nearest even, saturated, sign of zero kept): every code, ties, values
+    past the max, subnormals, -0."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    fmt = mx.FP6_E3M2 if bf6 else mx.FP6_E2M3
+    scale = np.exp2(rng.integers(-20, 20, 64)).astype(np.float32)
+    table = fmt.table[np.isfinite(fmt.table)]
+    v = rng.choice(table, (64, 32))  # exact codes, their midpoints (ties), a little off them, beyond max
+    v = np.where(rng.random((64, 32)) < 0.3, v + rng.choice([-1, 1], (64, 32)) * fmt.max / 64, v)
+    v = np.where(rng.random((64, 32)) < 0.2, v * 1.5, v)
+    v[0, :4] = [0.0, -0.0, fmt.max * 4, -fmt.max * 1.01]
+    x = (v * scale[:, None]).astype(np.float32)
+    got = unpack6(run_cvt6(gfx950_ctx, x, scale, bf6))
+    want = fmt.encode(x.astype(np.float64) / scale[:, None].astype(np.float64))
+    inter = np.empty_like(want)
+    inter[:, 0::2], inter[:, 1::2] = want[:, :16], want[:, 16:]
+    np.testing.assert_array_equal(got, inter)
+
+
+def test_cvt_2xpk16_fp6_refuses_a_scale_that_is_not_a_power_of_two_and_nan_inputs(gfx950_ctx):
+    x = np.ones((64, 32), np.float32)
+    with pytest.raises(DeviceError, match="scale 3 is not a power of two"):
+        run_cvt6(gfx950_ctx, x, np.full(64, 3.0, np.float32), 0)
+    x[5, 7] = np.nan
+    with pytest.raises(DeviceError, match="has no FP6 encoding"):
+        run_cvt6(gfx950_ctx, x, np.ones(64, np.float32), 0)
