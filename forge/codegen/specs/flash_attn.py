@@ -1,4 +1,23 @@
-"""Prefill attention over the paged KV cache: online softmax, K/V tiles in shared memory, GQA."""
+"""Prefill attention over the paged KV cache: online softmax, K/V tiles in shared memory, GQA.
+
+A block owns BQ rows, (token, head) pairs of one KV head's group, so the group's heads share every
+K/V tile it decodes, and walks the keys in tiles of BK. How it multiplies depends on the arch's
+matrix unit (`path()`, templates/flash_attn/<path>.j2), as for the gemm (specs/gemm.py):
+
+- "mma_sync" (arch.has("mma_sync"): sm_80, sm_90, emu-sm90) and "wmma" (arch.has("wmma_f16"):
+  gfx1100-1102, emu-gfx1100): S = Q K^T and O += P V on the matrix unit (mma.sync m16n8k16 /
+  v_wmma_f32_16x16x16_f16, f16 inputs, f32 accumulators), the online softmax between them in f32
+  (templates/flash_attn/matrix.j2). Each of the 4 waves owns 16 of the block's MMA_BQ = 64 rows: its
+  Q fragments stay in registers for the whole walk (each row scaled by a power of two 2^-e into
+  [2^14, 2^15) before rounding to f16, undone exactly on the scores), its O accumulators too. Per
+  key tile the K tile (row-major) and V tile (transposed) are decoded to f16 in shared memory, the
+  scores go through shared memory in f32 and the probabilities come back as f16 (P's rounding is
+  the one the row sum l sees too). Head dims up to 128; 256 would need 128 accumulator registers a
+  lane and stays scalar.
+- gfx950 / gfx942 ("mfma"): no f16 MFMA is emulated (emu-gfx950 carries only the scaled MX one),
+  so nothing could test such a path in CI: scalar, like every other target ("scalar": f32 fma
+  tiles in common/attn.h, shared with attn_decode).
+"""
 
 from ...arch import Arch
 from ...errors import SpecError
@@ -12,6 +31,35 @@ STATIC_SMEM_CAP = 48 * 1024
 # Host target: query rows per block (their K/V tiles are decoded once for all of them); keys go in
 # tiles of 16 (one vector of scores), common/host_attn.h.
 HOST_BQ = 16
+# Matrix paths: 4 waves of 32 lanes, 16 query rows each (one MMA row block), keys in tiles of 32.
+MMA_BQ, MMA_BK, MMA_THREADS = 64, 32, 128
+MMA_HEAD_DIMS = (64, 80, 96, 128)  # 256: the O accumulators alone would take 128 registers a lane
+PAD = 8  # f16 after each shared tile row: rows stay 16-byte aligned (the fragment loads' need)
+
+
+def path(arch: Arch, head_dim: int) -> str:
+    """Which matrix path multiplies flash_attn's tiles on `arch` (templates/flash_attn/<path>.j2):
+    the arch's f16 matrix unit where it has one forge can run and test, else scalar fma."""
+    if arch.is_gpu_semantics and head_dim in MMA_HEAD_DIMS and arch.wave_size == 32:
+        if arch.has("wmma_f16"):
+            return "wmma"
+        if arch.has("mma_sync"):
+            return "mma_sync"
+    return "scalar"
+
+
+def rounds_to_f16(arch: Arch, head_dim: int) -> bool:
+    """Whether flash_attn on `arch` rounds Q, K, P and V to f16 (the matrix paths): its results carry
+    the f16 bound of tests/kernels/test_flash_attn.py."""
+    return path(arch, head_dim) != "scalar"
+
+
+def mma_smem_bytes(head_dim: int) -> int:
+    """Static shared memory of templates/flash_attn/matrix.j2's FaSmem: the f16 Q staging area,
+    aliased with the K, V^T and P tiles; the f32 scores; five per-row words."""
+    q = MMA_BQ * (head_dim + PAD) * 2
+    tiles = (MMA_BK * (head_dim + PAD) + head_dim * (MMA_BK + PAD) + MMA_BQ * (MMA_BK + PAD)) * 2
+    return max(q, tiles) + MMA_BQ * (MMA_BK + 4) * 4 + 5 * 4 * MMA_BQ
 
 
 def smem_bytes(head_dim: int, bq: int, bk: int) -> int:
@@ -62,8 +110,24 @@ class FlashAttn(PagedAttention):
     doc = "BQ (token, head) rows of one KV-head group per block, keys in tiles of BK; causal at run time"
 
     def tiles(self, p) -> tuple[int, int]:
-        """(BQ, BK): query rows per block and keys per tile."""
+        """(BQ, BK) of the scalar path: query rows per block and keys per tile."""
         return (16, 32) if p["head_dim"] <= 128 else (8, 16)
+
+    def arch_tiles(self, p, arch: Arch) -> tuple[int, int]:
+        """(BQ, BK) of the GPU kernel on `arch`: the matrix paths' where it has one."""
+        return (MMA_BQ, MMA_BK) if path(arch, p["head_dim"]) != "scalar" else self.tiles(p)
+
+    def valid(self, p, arch):
+        if path(arch, p["head_dim"]) == "scalar":
+            return super().valid(p, arch)
+        return (kv_dtype_fits(p["kv"], p["head_dim"]) and MMA_THREADS <= arch.max_threads
+                and mma_smem_bytes(p["head_dim"]) <= min(arch.lds_bytes, STATIC_SMEM_CAP))
+
+    def context(self, p, arch):
+        kind = path(arch, p["head_dim"])
+        if kind == "scalar":
+            return {**super().context(p, arch), "path": kind}
+        return {"path": kind, "bq": MMA_BQ, "bk": MMA_BK, "nt": MMA_THREADS, "pad": PAD}
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
@@ -78,8 +142,9 @@ class FlashAttn(PagedAttention):
         rows = n_q * (n_heads // n_kv_heads)
         if not arch.is_gpu_semantics:
             return Launch((max(1, ceil_div(rows, HOST_BQ)), n_kv_heads, 1), (1, 1, 1))
-        bq, _ = self.tiles(p)
-        return Launch((max(1, ceil_div(rows, bq)), n_kv_heads, 1), (THREADS, 1, 1))
+        bq, _ = self.arch_tiles(p, arch)
+        threads = MMA_THREADS if path(arch, p["head_dim"]) != "scalar" else THREADS
+        return Launch((max(1, ceil_div(rows, bq)), n_kv_heads, 1), (threads, 1, 1))
 
 
 register(FlashAttn())
