@@ -18,7 +18,10 @@ Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
 passed natively (templates/gemm/mfma_scale.j2): X is quantized to MXFP8 E4M3 per block of 32 on the
 fly, the weight elements are re-encoded exactly as FP8 in shared memory (E5M2 kept as BF8), a block
-of 4 waves owns a 32 x 32 output tile, one instruction per wave per K step of 128.
+of 4 waves owns a 32 x 32 output tile, one instruction per wave per K step of 128. Its parameter
+`acts` picks X's format: "mxfp8" (E4M3, the default) or "mxfp6" (FP6 E2M3, converted by
+v_cvt_scalef32_2xpk16_fp6_f32 and given to the unit as FP6: cbsz 2); other paths have only the
+default, which there means nothing (their X stays f32 / f16).
 
 Elsewhere every output is an f32 fma chain (2 x 2 outputs per thread of 256)."""
 
@@ -38,6 +41,7 @@ MMA_THREADS = 256  # 8 warps: 2 along tokens x 4 along weight rows
 MMA_WARP_TILE = (64, 32)  # per warp: 4 x 4 m16n8 tiles, so each A fragment serves 4 products, each B 4
 MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
 MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
+ACTS = ("mxfp8", "mxfp6")  # what the scaled-MFMA path quantizes X to (forge.load(acts=...))
 LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
 HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
 
@@ -89,11 +93,14 @@ def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
 
 class Gemm(KernelSpec):
     family = "gemm"
-    space = {"wtype": WTYPE_NAMES}
+    space = {"wtype": WTYPE_NAMES, "acts": ACTS}
+    defaults = {"acts": "mxfp8"}  # acts: the scaled-MFMA path's X format (others take only the default)
     host = True
     doc = "grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
 
     def valid(self, p, arch):
+        if p["acts"] != "mxfp8" and not (arch.is_gpu_semantics and path(arch, p["wtype"]) == "mfma_scale"):
+            return False  # only the scaled-MFMA path quantizes X to an MX format
         if not arch.is_gpu_semantics:
             return True
         bm, bn, threads = tiles(arch, p["wtype"])
@@ -123,7 +130,7 @@ class Gemm(KernelSpec):
         bm, bn, threads = tiles(arch, p["wtype"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
                 "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": MMA_WARP_TILE,
-                "lds_pad": LDS_PAD, "ms_bk": MS_BK}
+                "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"]}
 
 
 register(Gemm())
