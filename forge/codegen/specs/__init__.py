@@ -7,3 +7,4 @@ from . import attn_combine, attn_decode, flash_attn, kv_append  # noqa: F401
 from . import dequant, embed, gemm, gemv  # noqa: F401
 from . import sample  # noqa: F401
 from . import matmul_q8, quantize_q8  # noqa: F401  (host-only families so far)
+from . import gemv_mx  # noqa: F401  (gfx950's scaled-MFMA GEMV)
