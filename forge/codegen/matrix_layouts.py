@@ -222,6 +222,63 @@ _MFMA_SCALE_SOURCES = (
 )
 
 
+@dataclass(frozen=True)
+class FragmentLoad:
+    """A warp-collective load from shared memory of `rows` x `cols` elements (several small matrices
+    stacked row after row): lane `lane` supplies the address of stacked row `addr(lane)` (`cols`
+    contiguous elements, `row_bytes` bytes, aligned to `row_bytes`), and element i of lane `lane`'s
+    destination registers receives stacked[dst.row][dst.col]. `col0_lane` / `col0_elem` (over
+    `row`) name the (lane, element) that receives column 0 of stacked row `row`: the inverse of
+    `dst` there, which is what a kernel needs to point each lane at the right row of its operand."""
+
+    name: str
+    builtin: str  # what the templates call: forge's wrapper of the inline PTX (the emulator defines it too)
+    instruction: str
+    feature: str
+    wave: int
+    rows: int
+    cols: int
+    row_bytes: int
+    addr: Expr
+    dst: Operand
+    col0_lane: Expr
+    col0_elem: Expr
+    sources: tuple[str, ...]
+
+    def check(self) -> None:
+        """SpecError unless every stacked row's address comes from exactly one lane, the destination
+        covers the stacked matrix exactly once, and col0_lane/col0_elem invert it at column 0."""
+        if sorted(self.addr(lane=lane) for lane in range(self.wave)) != list(range(self.rows)):
+            raise SpecError(f"{self.name}: the lanes' addresses do not name each row exactly once")
+        got = sorted(self.dst.element(lane, i) for lane in range(self.wave) for i in range(self.dst.elems))
+        if got != [(r, c) for r in range(self.rows) for c in range(self.cols)]:
+            raise SpecError(f"{self.name}: the destination does not cover its {self.rows} x {self.cols} matrix once")
+        for r in range(self.rows):
+            if self.dst.element(self.col0_lane(row=r), self.col0_elem(row=r)) != (r, 0):
+                raise SpecError(f"{self.name}: col0_lane/col0_elem do not invert dst at row {r}")
+
+    def serves(self, op: Operand, tiles: int = 1, transposed: bool = False) -> bool:
+        """Whether this load fills every lane's registers exactly with `tiles` fragments of `op`
+        (element i of lane l: op element (l, i % op.elems) of fragment i / op.elems), each lane
+        pointing at the operand element that column 0 of its stacked row becomes (op at (col0_lane,
+        col0_elem)). The operand is in memory row-major, or with `transposed` column-major (B stored
+        as its transpose: a weight tile); a stacked row's columns run along memory rows."""
+        if self.dst.elems != op.elems * tiles:
+            return False
+        for lane in range(self.wave):
+            for i in range(self.dst.elems):
+                r, c = self.dst.element(lane, i)
+                ol, oi = self.col0_lane(row=r), self.col0_elem(row=r)
+                if ol % self.wave != ol or oi // op.elems != i // op.elems:
+                    return False
+                (orow, ocol), want = op.element(ol, oi % op.elems), op.element(lane, i % op.elems)
+                if transposed:
+                    (orow, ocol), want = (ocol, orow), want[::-1]
+                if want != (orow, ocol + c):
+                    return False
+        return True
+
+
 def _mfma_scale(name: str, k_of: str, elems: int) -> MatrixLayout:
     """gfx950's v_mfma_scale_f32_16x16x128_f8f6f4 seen with operands of one width class: `k_of` is the
     K of element i (a value, whatever its bits) of lane `lane`, the same for A's rows and B's columns."""
@@ -236,7 +293,19 @@ def _mfma_scale(name: str, k_of: str, elems: int) -> MatrixLayout:
         sb=Operand(4, 16, 1, Expr("lane // 16"), Expr("lane % 16")))
 
 
-LAYOUTS: dict[str, MatrixLayout] = {
+_LDMATRIX_SOURCES = (
+    "NVIDIA PTX ISA, Data Movement and Conversion Instructions: ldmatrix (sm_75+): ldmatrix.sync.aligned"
+    ".m8n8.x4.shared.b16 loads four 8x8 matrices of 16-bit elements; threads 0-7, 8-15, 16-23 and 24-31 supply "
+    "the addresses of rows 0-7 of matrices 0, 1, 2 and 3 (each row 16 bytes, 16-byte aligned); destination "
+    "register j holds matrix j, and in it each thread holds row %laneid / 4 (groupID), elements "
+    "2 (%laneid % 4) and 2 (%laneid % 4) + 1 (Figure: ldmatrix fragment layout for one 8x8 matrix); all "
+    "threads of the warp must execute it (.sync.aligned)",
+    "tinygrad / CUTLASS-style usage: the m16n8k16 A fragment's four registers are the 8x8 blocks (rows 0-7, "
+    "k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15), which is what FragmentLoad.serves "
+    "checks from the two table entries rather than assumes",
+)
+
+LAYOUTS: dict[str, MatrixLayout | FragmentLoad] = {
     # RDNA3: lane l holds row l % 16 of A (all 16 K values, in K order) and column l % 16 of B (same);
     # lanes 16-31 hold the same as lanes 0-15. D/C element i of lane l is D[2i + l/16][l % 16]: the two
     # half-waves interleave rows.
@@ -270,6 +339,16 @@ LAYOUTS: dict[str, MatrixLayout] = {
     #  - 6- and 4-bit (FP6, BF6: 6 registers, FP4: 4): field i (bits w i .. w i + w - 1 of the
     #    little-endian register stream) of lane l is K 32 (l / 16) + i: lane group g holds block g.
     "mfma_scale_f32_16x16x128_f6f4": _mfma_scale("mfma_scale_f32_16x16x128_f6f4", "32 * (lane // 16) + i", 32),
+    # NVIDIA (sm_75+) ldmatrix .x4 .b16: four 8x8 matrices stacked into 32 rows of 8 halves; lane l
+    # gives the address of stacked row l (row l % 8 of matrix l / 8); register j of lane l receives
+    # matrix j, row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (element 2j in the low half, as mma.sync
+    # wants its .f16x2 registers). Column 0 of stacked row r lands in lane 4 (r % 8), element 2 (r / 8).
+    "ldmatrix_m8n8_x4_b16": FragmentLoad(
+        "ldmatrix_m8n8_x4_b16", "ldmatrix_x4", "ldmatrix.sync.aligned.m8n8.x4.shared.b16", "mma_sync", 32, 32, 8, 16,
+        addr=Expr("lane"),
+        dst=Operand(32, 8, 8, Expr("8 * (i // 2) + lane // 4"), Expr("lane % 4 * 2 + i % 2")),
+        col0_lane=Expr("4 * (row % 8)"), col0_elem=Expr("2 * (row // 8)"),
+        sources=_LDMATRIX_SOURCES),
 }
 for _layout in LAYOUTS.values():
     _layout.check()

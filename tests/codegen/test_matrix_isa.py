@@ -58,21 +58,32 @@ def test_gfx950_gemm_has_no_wmma(store):
     assert "v_wmma" not in asm and "v_fma" in asm
 
 
-@pytest.mark.parametrize("arch_name, wtype", [("sm_90", w) for w in WTYPE_NAMES] + [("sm_80", "q4_0"), ("sm_80", "f16")])
-def test_nvidia_gemm_multiplies_on_mma_sync_without_local_memory(store, arch_name, wtype):
-    """NVRTC's PTX of every sm_90 gemm (and two sm_80 ones) holds mma.sync m16n8k16, loads its
-    fragments from shared memory 32 bits at a time (no 16-bit shared loads: common/mma.h.j2's
-    paired loads), and ptxas (or, without its report, the CUDA driver) finds no local memory: a
+NVIDIA_GEMMS = ([("sm_90", w, {}) for w in WTYPE_NAMES] + [("sm_80", "q4_0", {}), ("sm_80", "f16", {})]
+                + [("sm_90", w, {"tile": 64}) for w in ("q4_0", "q6_k", "f16")]
+                + [("sm_90", w, {"ldmatrix": False}) for w in ("q4_0", "q6_k")])
+
+
+@pytest.mark.parametrize("arch_name, wtype, extra", NVIDIA_GEMMS)
+def test_nvidia_gemm_multiplies_on_mma_sync_without_local_memory(store, arch_name, wtype, extra):
+    """NVRTC's PTX of every sm_90 gemm (and two sm_80 ones, the 64 x 64 tile and the 32-bit-load
+    variant of a few) holds mma.sync m16n8k16, loads its fragments from shared memory by ldmatrix .x4
+    (or, in the ldmatrix=False variant, 32 bits at a time: common/mma.h.j2's paired loads), never 16
+    bits at a time, and ptxas (or, without its report, the CUDA driver) finds no local memory: a
     fragment or accumulator array indexed at run time, or a register budget overrun, would put it
     there silently."""
     from forge.errors import ToolchainError
     from tests.codegen.test_resources import driver_resources
     try:
-        entry, ptx = _compile(store, "gemm", {"wtype": wtype}, arch_name)
+        entry, ptx = _compile(store, "gemm", {"wtype": wtype, **extra}, arch_name)
     except ToolchainError as e:
         pytest.skip(f"no NVRTC: {e}")
     assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
-    assert "ld.shared.u32" in ptx and "ld.shared.u16" not in ptx and "ld.shared.b16" not in ptx
+    ldm = get_layout("ldmatrix_m8n8_x4_b16").instruction
+    if extra.get("ldmatrix", True):
+        assert ldm in ptx
+    else:
+        assert ldm not in ptx and "ld.shared.u32" in ptx
+    assert "ld.shared.u16" not in ptx and "ld.shared.b16" not in ptx
     res = entry.meta["resources"]
     if not res["vgpr"]:  # no ptxas report (seen with the lent H100's NVRTC): ask the driver
         res = driver_resources(entry)
@@ -268,3 +279,110 @@ def test_mma_sync_tile_code_on_the_gpu():
     np.testing.assert_array_equal(_mma_run(ctx, ai, bi, ci), ai.astype(np.float64) @ bi + ci)  # exact sums
     got, exact = _mma_run(ctx, a, b, c), a.astype(np.float64) @ b.astype(np.float64) + c
     assert np.all(np.abs(got - exact) <= 17 * 2.0 ** -21 * (np.abs(a.astype(np.float64)) @ np.abs(b) + np.abs(c)))
+
+
+# ------------------------------------------------------------------------------- ldmatrix .x4
+# One warp: 32 rows of 8 halves in shared memory (row r at s + r * LDM_LD), lane l gives the address
+# of memory row rows[l] (plus `shift` halves: 0, or a misalignment), ldmatrix_x4 (common/mma.h.j2 on
+# CUDA, common/mma_emu.h.j2 on emu-sm90), and each lane's four registers come back. Lanes >= live
+# return first (the precondition test).
+LDM_LD = 16  # halves per shared row: 32 bytes, so every row starts 16-byte aligned
+LDM_TILE = """
+{% include "common/mma.h.j2" %}
+KERNEL(32) {{ kernel.symbol }}({{ kernel.signature }}) {
+  DYN_SHARED(f16, s);
+  const u32 lane = lane_id();
+  for (u32 c = 0; c < 8u; ++c) s[lane * 16u + c] = src[lane * 8u + c];
+  sync_threads();
+  if (lane >= (u32)live) return;
+  u32 r[4];
+  ldmatrix_x4(r, s + rows[lane] * 16u + (u32)shift);
+  for (u32 j = 0; j < 4u; ++j) out[lane * 4u + j] = r[j];
+}
+"""
+
+
+def _ldm_args():
+    from forge.codegen.spec import Arg
+    return [Arg.ptr("src", "f16", const=True), Arg.ptr("rows", "u32", const=True), Arg.ptr("out", "u32"),
+            Arg.scalar("shift", "i32"), Arg.scalar("live", "i32")]
+
+
+def _ldm_run(ctx, src, rows, shift=0, live=32):
+    from tests.runtime.inline import compile_inline, launch
+    fn = compile_inline(ctx, LDM_TILE, _ldm_args())
+    return launch(ctx, fn, _ldm_args(), {"src": src, "rows": rows, "out": np.zeros(128, np.uint32), "shift": shift,
+                                         "live": live}, (1, 1, 1), (32, 1, 1), shared=32 * LDM_LD * 2,
+                  outs=["out"])["out"].reshape(32, 4)
+
+
+def _ldm_ptx_model(src, rows):
+    """The PTX ISA's ldmatrix .x4 .b16, transcribed literally (not through the table): threads 0-7,
+    8-15, 16-23, 24-31 give the addresses of rows 0-7 of matrices 0-3; destination register j holds
+    matrix j, and each thread receives row groupID = %laneid >> 2, elements 2 (%laneid % 4) and
+    2 (%laneid % 4) + 1, the first in the low half."""
+    out = np.zeros((32, 4), np.uint32)
+    for lane in range(32):
+        for j in range(4):
+            addr_thread = 8 * j + (lane >> 2)  # the thread that gave matrix j's row groupID
+            row = src[rows[addr_thread]]
+            lo, hi = int(row[2 * (lane % 4)]), int(row[2 * (lane % 4) + 1])
+            out[lane, j] = lo | (hi << 16)
+    return out
+
+
+def _ldm_case(seed):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2 ** 16, (32, 8)).astype(np.uint16), rng.permutation(32).astype(np.uint32)
+
+
+def test_ldmatrix_layout_matches_the_ptx_isa():
+    """The table's entry against the PTX ISA's words, and the A / B fragments it serves."""
+    LD, M = get_layout("ldmatrix_m8n8_x4_b16"), get_layout("mma_m16n8k16_f16_f32")
+    assert (LD.builtin, LD.instruction, LD.feature, LD.wave, LD.rows, LD.cols, LD.row_bytes) == (
+        "ldmatrix_x4", "ldmatrix.sync.aligned.m8n8.x4.shared.b16", "mma_sync", 32, 32, 8, 16)
+    for lane in range(32):
+        assert LD.addr(lane=lane) == 8 * (lane // 8) + lane % 8  # threads 8j..8j+7: rows of matrix j
+        for i in range(8):  # register i // 2 = matrix j; row groupID, element 2 (lane % 4) + i % 2
+            assert LD.dst.element(lane, i) == (8 * (i // 2) + (lane >> 2), 2 * (lane % 4) + i % 2)
+    assert LD.serves(M.a) and LD.serves(M.b, 2, transposed=True)
+    assert not LD.serves(M.a, transposed=True) and not LD.serves(M.b, 2)  # the checks can fail
+
+
+def test_ldmatrix_on_emu_sm90_matches_the_ptx_isa():
+    from tests.conftest import KernelContext
+    from forge.runtime.emu import EmuDevice
+    ctx = KernelContext(EmuDevice(32, check=True), get_arch("emu-sm90"), None)
+    for seed in range(3):
+        src, rows = _ldm_case(seed)
+        np.testing.assert_array_equal(_ldm_run(ctx, src, rows), _ldm_ptx_model(src, rows))
+
+
+@pytest.mark.parametrize("shift, live, message", [(4, 32, "not 16-byte aligned"), (0, 31, "EXEC not all ones")])
+def test_emulated_ldmatrix_refuses_what_the_ptx_isa_forbids(shift, live, message):
+    """A row address 8 bytes off, or a lane that has exited: the emulated ldmatrix fails the launch
+    instead of loading."""
+    from tests.conftest import KernelContext
+    from forge.errors import DeviceError
+    from forge.runtime.emu import EmuDevice
+    ctx = KernelContext(EmuDevice(32, check=True), get_arch("emu-sm90"), None)
+    src, rows = _ldm_case(0)
+    with pytest.raises(DeviceError, match=message):
+        _ldm_run(ctx, src, rows, shift=shift, live=live)
+
+
+def test_ldmatrix_on_the_gpu():
+    """Skipped without a CUDA device (CI): the instruction itself against the PTX ISA's words."""
+    from tests.conftest import KernelContext
+    from forge.errors import DeviceError
+    try:
+        from forge.runtime.cuda import CudaDevice
+        dev = CudaDevice()
+    except (DeviceError, ImportError) as e:
+        pytest.skip(f"no CUDA device: {e}")
+    if not dev.arch.has("mma_sync"):
+        pytest.skip(f"{dev.arch.name} has no mma.sync")
+    ctx = KernelContext(dev, dev.arch, None)
+    for seed in range(3):
+        src, rows = _ldm_case(seed)
+        np.testing.assert_array_equal(_ldm_run(ctx, src, rows), _ldm_ptx_model(src, rows))

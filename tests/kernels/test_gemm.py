@@ -54,7 +54,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import k_step, rounds_to_f16, tiles
+from forge.codegen.specs.gemm import MMA_BM, MMA_SMALL, k_step, path, rounds_to_f16, tiles
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -129,29 +129,45 @@ def test_gemm_mma_sync(mma_ctx, wtype, data):
     check_gemm(mma_ctx, wtype, data)
 
 
-def run_drawn_gemm(kctx, wtype: str, data, min_units: int):
-    """One drawn gemm case run on kctx: token and row counts around the arch's block tile, at least
-    `min_units` of the type's units of columns, random valid weights, activations up to ~1e10 at
-    times (2^20 is exact: f16's range, 65504, must not limit them). Returns (w, x, y, n_cols)."""
-    bm, bn, _ = tiles(kctx.arch, wtype) if kctx.arch.is_gpu_semantics else (32, 32, 0)
+def mma_params(kctx, wtype: str, data, pinned: dict | None = None) -> dict:
+    """The variant's parameters beyond wtype: on the mma.sync path the block tile and the fragment
+    loads (ldmatrix or 32-bit) are drawn, unless `pinned` fixes them (a mutant test pins its mutated
+    variant, so every drawn case runs the mutant); elsewhere the defaults."""
+    if pinned is not None:
+        return dict(pinned)
+    if not (kctx.arch.is_gpu_semantics and path(kctx.arch, wtype) == "mma_sync"):
+        return {}
+    return {"tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"),
+            "ldmatrix": data.draw(st.booleans(), label="ldmatrix")}
+
+
+def run_drawn_gemm(kctx, wtype: str, data, min_units: int, params: dict | None = None):
+    """One drawn gemm case run on kctx (the variant wtype with `params`, default the defaults): token
+    and row counts around the variant's block tile, at least `min_units` of the type's units of
+    columns, random valid weights, activations up to ~1e10 at times (2^20 is exact: f16's range,
+    65504, must not limit them). Returns (w, x, y, n_cols)."""
+    params = params or {}
+    bm, bn, _ = (tiles(kctx.arch, wtype, params.get("tile", MMA_BM)) if kctx.arch.is_gpu_semantics
+                 else (32, 32, 0))
     m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
     cols = data.draw(n_cols(wtype, min_units), label="cols")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
     x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 1, 2**20])))
-    y = run_kernel(kctx, "gemm", {"wtype": wtype},
+    y = run_kernel(kctx, "gemm", {"wtype": wtype, **params},
                    {"w": w, "x": x, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
                     "n_cols": cols},
                    ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
     return w, x, y, cols
 
 
-def check_gemm(kctx, wtype, data):
-    """The property: one drawn case agrees with the oracle (the mutant tests use it too), within the
-    bound of the arch's path."""
+def check_gemm(kctx, wtype, data, pinned: dict | None = None):
+    """The property: one drawn case agrees with the oracle (the mutant tests use it too, with their
+    variant's parameters `pinned`), within the bound of the arch's path."""
     wt = get_wtype(wtype)
     bk = k_step(wt.span)
-    w, x, y, cols = run_drawn_gemm(kctx, wtype, data, max(2, 3 * bk // wt.unit_qk))
+    params = mma_params(kctx, wtype, data, pinned)
+    w, x, y, cols = run_drawn_gemm(kctx, wtype, data, max(2, 3 * bk // wt.unit_qk), params)
     ref, tol = gemm(wtype, w, cols, x)
     if rounds_to_f16(kctx.arch, wtype):
         tol = wmma_bound(decode(wtype, w, cols), x, -(-cols // bk) * bk)
@@ -220,6 +236,33 @@ MMA_SYNC_MUTANTS = {
 
 @pytest.mark.parametrize("mutant", sorted(MMA_SYNC_MUTANTS))
 def test_mma_sync_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": True}  # the default variant, the one mutated
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0"}, MMA_SYNC_MUTANTS[mutant],
-                            lambda ctx, data: check_gemm(ctx, "q4_0", data), tmp_path, monkeypatch,
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=SCALE_MUTANT_EXAMPLES)
+
+
+# ldmatrix addressing (common/mma.h.j2), pinned to the ldmatrix variant of either block tile so that
+# every drawn case runs the mutant.
+MMA_LDM_MUTANTS = {
+    # A's k halves swapped in the lane addresses (blocks 0/2 and 1/3 of the A fragment exchanged:
+    # the classic ordering slip): A's k 0-7 meet B's k 8-15.
+    "ldm_a_k_halves_swapped": ("return mma_a_row(l, e) * ld + mma_a_k(l, e);",
+                               "return mma_a_row(l, e ^ 4u) * ld + mma_a_k(l, e ^ 4u);"),
+    # The second n8 tile's offset dropped from B's lane addresses: both B fragments of an .x4 load
+    # are weight rows 0-7 of the pair, so rows 8-15 of every pair are never multiplied.
+    "ldm_bt_second_tile": ("(mma_b_col(l, e) + mma_ldm_elem(r) / 4u * MMA_N) * ld", "(mma_b_col(l, e)) * ld"),
+    # A's row addresses 8 bytes off (a miscounted pad): not 16-byte aligned, which the PTX ISA
+    # forbids and the emulated ldmatrix refuses (a DeviceError), whatever the data.
+    "ldm_a_row_misaligned": ("return mma_a_row(l, e) * ld + mma_a_k(l, e);",
+                             "return mma_a_row(l, e) * ld + mma_a_k(l, e) + 4u;"),
+}
+
+
+@pytest.mark.parametrize("tile", [MMA_BM, MMA_SMALL])
+@pytest.mark.parametrize("mutant", sorted(MMA_LDM_MUTANTS))
+def test_mma_sync_property_catches_ldmatrix_mutant(mma_ctx, mutant, tile, tmp_path, monkeypatch):
+    pinned = {"tile": tile, "ldmatrix": True}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned}, MMA_LDM_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
+                            max_examples=30)

@@ -13,6 +13,10 @@ Where the arch has NVIDIA's mma.sync (arch.has("mma_sync"): sm_80, sm_90, emu-sm
 tiles go through mma.sync m16n8k16 (templates/gemm/mma_sync.j2): a block of 8 warps owns a 128 x 128
 output tile, each warp a 64 x 32 patch of 4 x 4 m16n8 tiles; the tiles are double-buffered in
 dynamic shared memory (mma_shared_bytes), so one barrier per K step suffices. Same accuracy bound.
+Fragments come from shared memory by ldmatrix .x4 (one per A fragment, one per two B fragments;
+`ldmatrix=False` keeps the earlier 32-bit loads, for benchmarks and tests). `tile=64`: 4 warps of
+32 x 32 on a 64 x 64 block tile, which mma_tile_for picks where 128 x 128 tiles would not give every
+SM a block (the 8B's K/V projections at m = 512).
 
 Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
@@ -39,6 +43,11 @@ WMMA_WAVE_TILE = (32, 32)
 MMA_BM, MMA_BN = 128, 128  # mma.sync path (NVIDIA): tokens and weight rows per block tile
 MMA_THREADS = 256  # 8 warps: 2 along tokens x 4 along weight rows
 MMA_WARP_TILE = (64, 32)  # per warp: 4 x 4 m16n8 tiles, so each A fragment serves 4 products, each B 4
+# mma.sync's smaller tile (the `tile` parameter, chosen by mma_tile_for from the shape): 64 x 64 by 4
+# warps of 32 x 32 (2 x 4 m16n8 tiles), for shapes whose 128 x 128 tiles leave SMs idle.
+MMA_SMALL = 64
+MMA_SMALL_THREADS = 128
+MMA_SMALL_WARP_TILE = (32, 32)
 MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
 MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
 ACTS = ("mxfp8", "mxfp6")  # what the scaled-MFMA path quantizes X to (forge.load(acts=...))
@@ -74,18 +83,37 @@ def rounds_to_f16(arch: Arch, wtype: str) -> bool:
     return arch.is_gpu_semantics and path(arch, wtype) in ("wmma", "mma_sync")
 
 
-def mma_shared_bytes(wtype: str) -> int:
+def mma_tiles(tile: int) -> tuple[int, int, int, tuple[int, int]]:
+    """(BM, BN, threads, warp tile) of the mma.sync kernel with block tile `tile` (128 or 64)."""
+    if tile == MMA_SMALL:
+        return MMA_SMALL, MMA_SMALL, MMA_SMALL_THREADS, MMA_SMALL_WARP_TILE
+    return MMA_BM, MMA_BN, MMA_THREADS, MMA_WARP_TILE
+
+
+def mma_tile_for(arch: Arch, wtype: str, m: int, n_rows: int) -> int:
+    """The mma.sync block tile for Y [m, n_rows]: 128, unless its tiles would not give every compute
+    unit of the arch one block (1024-row K/V projections at m = 512: 32 tiles for the H100's 132 SMs;
+    4096 rows: 128), then 64 (4x the blocks, each half the reuse per fragment). Other paths: 128 (the
+    parameter's default, which they ignore)."""
+    if path(arch, wtype) != "mma_sync" or not arch.compute_units:
+        return MMA_BM
+    return MMA_SMALL if ceil_div(m, MMA_BM) * ceil_div(n_rows, MMA_BN) < arch.compute_units else MMA_BM
+
+
+def mma_shared_bytes(wtype: str, tile: int = MMA_BM) -> int:
     """Dynamic shared memory of the mma.sync kernel: two buffers (the tiles of one K step are filled
     while the other's are multiplied), each the W and X tiles in f16, LDS_PAD-padded rows, and a u32
     scale exponent per X tile row."""
+    bm, bn, _, _ = mma_tiles(tile)
     bk = k_step(get_wtype(wtype).span)
-    return 2 * ((MMA_BM + MMA_BN) * (bk + LDS_PAD) * 2 + MMA_BM * 4)
+    return 2 * ((bm + bn) * (bk + LDS_PAD) * 2 + bm * 4)
 
 
-def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
-    """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA."""
+def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM) -> tuple[int, int, int]:
+    """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA; on mma.sync,
+    those of the `tile` parameter."""
     if path(arch, wtype) == "mma_sync":
-        return MMA_BM, MMA_BN, MMA_THREADS
+        return mma_tiles(tile)[:3]
     if path(arch, wtype) == "mfma_scale":
         return MS_BM, MS_BN, MS_THREADS
     return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
@@ -93,22 +121,29 @@ def tiles(arch: Arch, wtype: str = "f32") -> tuple[int, int, int]:
 
 class Gemm(KernelSpec):
     family = "gemm"
-    space = {"wtype": WTYPE_NAMES, "acts": ACTS}
-    defaults = {"acts": "mxfp8"}  # acts: the scaled-MFMA path's X format (others take only the default)
+    # tile and ldmatrix: mma.sync choices (other paths take only the defaults). tile: the block tile
+    # (mma_tile_for picks it from the shape); ldmatrix False: the 32-bit fragment loads it replaced,
+    # kept so that benchmarks/gemm.py times both and the property tests prove both.
+    space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS}
+    # acts: the scaled-MFMA path's X format (others take only the default)
+    defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8"}
     host = True
     doc = "grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
 
     def valid(self, p, arch):
         if p["acts"] != "mxfp8" and not (arch.is_gpu_semantics and path(arch, p["wtype"]) == "mfma_scale"):
             return False  # only the scaled-MFMA path quantizes X to an MX format
+        if (p["tile"], p["ldmatrix"]) != (MMA_BM, True) and (
+                not arch.is_gpu_semantics or path(arch, p["wtype"]) != "mma_sync"):
+            return False
         if not arch.is_gpu_semantics:
             return True
-        bm, bn, threads = tiles(arch, p["wtype"])
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
         if path(arch, p["wtype"]) == "wmma":  # f16 tiles in shared memory
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
         if path(arch, p["wtype"]) == "mma_sync":
-            return threads <= arch.max_threads and mma_shared_bytes(p["wtype"]) <= arch.lds_bytes
+            return threads <= arch.max_threads and mma_shared_bytes(p["wtype"], p["tile"]) <= arch.lds_bytes
         if path(arch, p["wtype"]) == "mfma_scale":
             return threads <= arch.max_threads and threads % arch.wave_size == 0
         return threads <= arch.max_threads
@@ -121,16 +156,16 @@ class Gemm(KernelSpec):
         get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
-        bm, bn, threads = tiles(arch, p["wtype"])
-        shared = mma_shared_bytes(p["wtype"]) if path(arch, p["wtype"]) == "mma_sync" else 0
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
+        shared = mma_shared_bytes(p["wtype"], p["tile"]) if path(arch, p["wtype"]) == "mma_sync" else 0
         return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1), shared)
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
-        bm, bn, threads = tiles(arch, p["wtype"])
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
-                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": MMA_WARP_TILE,
-                "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"]}
+                "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": mma_tiles(p["tile"])[3],
+                "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"]}
 
 
 register(Gemm())
