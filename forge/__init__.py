@@ -22,10 +22,11 @@ def build(arch: str, kernels: list[str] | None = None, cache_dir: str | None = N
 
 
 def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None,
-         kernels=None, weights: str | None = None):
+         kernels=None, weights: str | None = None, acts: str | None = None):
     """A GGUF model on a backend: forge.model.model.load (see there for what it refuses);
-    `weights="mxfp4"|"mxfp6"|"mxfp8"` converts its F32/F16/BF16/Q8_0 matrices to that MX type."""
+    `weights="mxfp4"|"mxfp6"|"mxfp8"` converts its F32/F16/BF16/Q8_0 matrices to that MX type;
+    `acts="mxfp8"|"mxfp6"` is what the matmuls on MX weights quantize their activations to on gfx950."""
     from .model.model import load as _load
 
     return _load(path, backend=backend, arch=arch, kv_dtype=kv_dtype, max_context=max_context, kernels=kernels,
-                 weights=weights)
+                 weights=weights, acts=acts)

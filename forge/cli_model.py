@@ -41,7 +41,8 @@ def _load(args, path=None, ctx=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", WeightsKept)
         m = forge.load(path, backend=args.backend, arch=args.arch, kv_dtype=args.kv_dtype,
-                       max_context=ctx or args.ctx, kernels=args.kernels, weights=args.weights)
+                       max_context=ctx or args.ctx, kernels=args.kernels, weights=args.weights,
+                       acts=args.acts)
     if m.conversion is not None:
         print(f"forge: {m.conversion.summary()}", file=sys.stderr)
     return m
@@ -81,7 +82,7 @@ def cmd_graph(args) -> int:
     from .model.convert import model_graph
     from .model.gguf import load_gguf
     g = load_gguf(_model_path(args.model))
-    graph, _ = model_graph(g, config_from_gguf(g), args.weights)
+    graph, _ = model_graph(g, config_from_gguf(g), args.weights, args.acts)
     print(graph.to_json() if args.json else graph.summary())
     return 0
 
@@ -135,6 +136,14 @@ def weights_option(p) -> None:
                         "already quantized keep their types")
 
 
+def acts_option(p) -> None:
+    """--acts, beside --weights on the model commands."""
+    from .model.convert import ACT_FORMATS
+    p.add_argument("--acts", choices=list(ACT_FORMATS), default=None, metavar="MX",
+                   help="what matmuls on MX weights quantize their activations to on gfx950's scaled MFMA: "
+                        "mxfp8 (E4M3, the default) or mxfp6 (E2M3); other archs are unaffected")
+
+
 def _model_options(p) -> None:
     from .runtime.backends import BACKENDS
     p.add_argument("--backend", "-b", default="auto", choices=BACKENDS,
@@ -146,6 +155,7 @@ def _model_options(p) -> None:
     p.add_argument("--kernels", metavar="PACK.tar", help="run the kernels of a pack (`forge build --pack`); no "
                                                          "compiler needed")
     weights_option(p)
+    acts_option(p)
 
 
 def register(sub, common) -> None:
@@ -174,6 +184,7 @@ def register(sub, common) -> None:
     g.add_argument("model", nargs="?", help="a .gguf file or a known model name (default: SmolLM2-135M)")
     g.add_argument("--json", action="store_true", help="the graph as JSON")
     weights_option(g)
+    acts_option(g)
     g.set_defaults(fn=cmd_graph)
 
     p = sub.add_parser("perplexity", parents=[common], help="perplexity of a text, as llama.cpp's llama-perplexity")

@@ -41,6 +41,11 @@ from .weights import weight_types
 WEIGHT_FORMATS = {"mxfp4": "mxfp4", "mxfp6": "mxfp6_e2m3", "mxfp8": "mxfp8_e4m3",
                   "mxfp6_e2m3": "mxfp6_e2m3", "mxfp6_e3m2": "mxfp6_e3m2",
                   "mxfp8_e4m3": "mxfp8_e4m3", "mxfp8_e5m2": "mxfp8_e5m2"}
+# acts= values: what the matmuls on MX weights quantize their activations to where the arch multiplies
+# MX on its matrix unit (gfx950's scaled MFMA: the gemm's and gemv_mx's `acts` parameter); elsewhere the
+# activations stay f32 / f16 / 8-bit blocks and the choice changes nothing. MXFP4 weights x MXFP6
+# activations kept most of FP8's accuracy on MI355X in AMD's measurements (../shared/FACTS.md).
+ACT_FORMATS = ("mxfp8", "mxfp6")
 SOURCE_TYPES = ("F32", "F16", "BF16", "Q8_0")  # types whose values float32 holds exactly
 EMBEDDING = "token_embd.weight"
 CHUNK_VALUES = 1 << 18  # values per work item: ~1 MiB of float32, so a chunk's passes stay in cache
@@ -83,16 +88,50 @@ class WeightsKept(UserWarning):
     """load(weights=...) kept some matrices in their quantized types (the message says which)."""
 
 
-def model_graph(g: GGUFFile, cfg: ModelConfig, weights: str | None = None) -> tuple[LayerGraph, Conversion | None]:
+def model_graph(g: GGUFFile, cfg: ModelConfig, weights: str | None = None,
+                acts: str | None = None) -> tuple[LayerGraph, Conversion | None]:
     """The layer graph of `g` with its weights' types after `weights` (None: the file's own types),
     and the Conversion planned (None when nothing is asked). Converts nothing yet: a pack's kernel
-    list needs only the types (forge.model.packs)."""
+    list needs only the types (forge.model.packs). `acts` (ACT_FORMATS; None: the kernels' default)
+    is written as the attribute `acts` of every matmul node whose weight is an MX type (mark_acts)."""
     wtypes = weight_types(g)
     graph = build_llama_graph(cfg, wtypes)
-    if weights is None:
-        return graph, None
-    conv = plan_conversion(g, graph, wtypes, weights)
-    return build_llama_graph(cfg, conv.wtypes), conv
+    conv = None
+    if weights is not None:
+        conv = plan_conversion(g, graph, wtypes, weights)
+        graph = build_llama_graph(cfg, conv.wtypes)
+    if acts is not None:
+        mark_acts(graph, acts, str(g.path))
+    return graph, conv
+
+
+def act_format(acts: str) -> str:
+    """`acts` if it is one of ACT_FORMATS; ForgeError listing them otherwise."""
+    if acts not in ACT_FORMATS:
+        raise ForgeError(f"unknown acts {acts!r}; choose one of {', '.join(ACT_FORMATS)} (or None: the default, "
+                         f"mxfp8)")
+    return acts
+
+
+def mark_acts(graph: LayerGraph, acts: str, where: str = "the model") -> int:
+    """Set attrs["acts"] on every matmul node of `graph` whose weight is an MX type (the only matmuls
+    that quantize their activations to an MX format); returns how many. ForgeError for an unknown
+    `acts`, or when no matmul has MX weights (the choice would change nothing: convert with weights=)."""
+    act_format(acts)
+    n = 0
+    for node in graph.nodes:
+        if node.op == "matmul" and is_mx_type(graph.tensors[node.inputs[0]].dtype):
+            node.attrs["acts"] = acts
+            n += 1
+    if not n:
+        raise ForgeError(f"{where}: acts={acts!r} sets the activation format of matmuls on MX weights, and no "
+                         f"matmul here has MX weights (convert them with weights='mxfp4', 'mxfp6' or 'mxfp8')")
+    return n
+
+
+def is_mx_type(wtype: str) -> bool:
+    """Whether `wtype` (a forge weight type name) is one of the MX types."""
+    return wtype in WEIGHT_FORMATS.values()
 
 
 def weight_format(weights: str) -> str:

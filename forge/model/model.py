@@ -192,7 +192,7 @@ class Model:
 
 
 def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_context: int | None = None,
-         kernels=None, weights: str | None = None) -> Model:
+         kernels=None, weights: str | None = None, acts: str | None = None) -> Model:
     """Load a llama-family GGUF file onto `backend` ("auto": a GPU when one is present, else
     "cpu"; also "cuda", "hip", and "emu"/"emu64", the slow GPU-model emulator). `arch` overrides
     the arch kernels are built for; kv_dtype is the KV cache's storage (f16, f32, fp8, q8_0);
@@ -204,6 +204,9 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
     to that MX type now, with forge.quant.mx's rounding; the token embedding (and a head tied to
     it) and matrices already quantized keep their types (a WeightsKept warning names the latter;
     `Model.conversion.summary()` says what happened in one line).
+    `acts` ("mxfp8" or "mxfp6": forge.model.convert.ACT_FORMATS; None: mxfp8) is the format the
+    matmuls on MX weights quantize their activations to where the arch multiplies MX natively
+    (gfx950's scaled MFMA); elsewhere it changes nothing. ForgeError when no matmul has MX weights.
     Raises GGUFError for a file forge cannot run, DeviceError for a backend that cannot open,
     PackError for a pack of another arch, CPU or toolchain, a tampered one, or one that lacks a
     kernel this model needs (all before anything runs)."""
@@ -217,7 +220,7 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
         raise ForgeError(f"max_context must be at least 1, got {ctx}")
     if kv_dtype not in KV_DTYPES:
         raise ForgeError(f"unknown kv_dtype {kv_dtype!r}; choose one of {', '.join(KV_DTYPES)}")
-    graph, conv = model_graph(g, cfg, weights)  # refuses a bad `weights` before anything runs
+    graph, conv = model_graph(g, cfg, weights, acts)  # refuses a bad `weights` / `acts` before anything runs
     store = toolchain = None
     if kernels is not None:
         backend, arch, store, toolchain = _use_pack(kernels, graph, backend, arch, kv_dtype)
