@@ -34,6 +34,7 @@ from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
+from ..codegen.specs.gemm import gemm_params
 from ..codegen.specs.matmul_q8 import team_for
 from ..codegen.specs.rope import freq_log2
 from ..errors import SpecError
@@ -160,7 +161,8 @@ class _Lowerer:
             self.gemv_call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
                            n_rows=n_out, n_cols=n_in)
         else:
-            self.call("gemm", {"wtype": wt}, {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
+            self.call("gemm", gemm_params(self.arch, wt, rows, n_out),
+                      {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
 
     # ---- fusion peepholes ---------------------------------------------------------------------

@@ -100,6 +100,13 @@ def mma_tile_for(arch: Arch, wtype: str, m: int, n_rows: int) -> int:
     return MMA_SMALL if ceil_div(m, MMA_BM) * ceil_div(n_rows, MMA_BN) < arch.compute_units else MMA_BM
 
 
+def gemm_params(arch: Arch, wtype: str, m: int, n_rows: int) -> dict:
+    """The gemm variant's parameters for Y [m, n_rows] = X W^T on `arch` (what lowering calls): the
+    weight type, and the mma.sync block tile where mma_tile_for picks a non-default one."""
+    tile = mma_tile_for(arch, wtype, m, n_rows)
+    return {"wtype": wtype} if tile == MMA_BM else {"wtype": wtype, "tile": tile}
+
+
 def mma_shared_bytes(wtype: str, tile: int = MMA_BM) -> int:
     """Dynamic shared memory of the mma.sync kernel: two buffers (the tiles of one K step are filled
     while the other's are multiplied), each the W and X tiles in f16, LDS_PAD-padded rows, and a u32
