@@ -1,7 +1,7 @@
 """attn_decode (split-K partials over the paged cache) + attn_combine vs float64 attention of one
 query over the whole context, for every storage dtype (the oracle attends over the stored values,
-so all share attention_bound), GQA ratios 1..8 and 12 (two row tiles), contexts from 1 token to
-past several 32-key tiles, 1..6 splits — more splits than key tiles too, so some splits are
+so all share attention_bound), GQA ratios 1..8 and 12 (a block takes 4 heads: up to three row tiles), contexts from 1 token to
+past several tiles of every wave of a block (up to 300 keys), 1..6 splits — more splits than key tiles too, so some splits are
 empty (the kernel reads the context length from device memory and cuts it itself). attn_combine alone is checked against the float64 merge,
 empty splits included."""
 
@@ -40,12 +40,14 @@ def test_attn_decode(kctx, kv, data):
     check_attn_decode(kctx, kv, data)
 
 
-def check_attn_decode(kctx, kv, data):
-    """The property: one drawn decode step (decode + combine) agrees with the oracle."""
+def check_attn_decode(kctx, kv, data, min_len=1, max_splits=6):
+    """The property: one drawn decode step (decode + combine) agrees with the oracle. A GPU block's
+    waves take 32-128 keys a round (attn_decode.hip.j2's NW * TK), so contexts up to 300 give a wave
+    several tiles at few splits; mutant tests of the per-wave tile loop ask for that (min_len)."""
     d = HEAD_DIM[kv]
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
     n_kv_heads, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([12, 8, 1, 2, 3, 4, 5, 6, 7]))
-    kv_len = data.draw(sizes(1, 150))
+    kv_len = data.draw(sizes(min_len, 300))
     page_size = data.draw(st.sampled_from([16, 1, 7]))  # powers of two take the shift path
     mag = data.draw(st.sampled_from([0.1, 1.0, 3.0]))
     q = (rng.standard_normal((n_kv_heads * group, d)) * mag).astype(np.float32)
@@ -55,7 +57,7 @@ def check_attn_decode(kctx, kv, data):
     n_pages, table = shuffled_pages(kv_len, page_size, rng)
     k_st, v_st, kq, vq = paged_kv(k, v, kv, page_size, table, n_pages, rng)
     part, got, ns = decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale,
-                           data.draw(st.integers(1, 6)))
+                           data.draw(st.integers(1, max_splits)))
     wrote = not np.isnan(part["part_o"]).any() and not np.isnan(part["part_ml"]).any()  # every split wrote
     ref = attention(q[None], kq, vq, scale, False, 0)[0]
     # The merge adds ns terms and one division on top of a single walk: 4 * (ns + 2) more ulps.
@@ -109,17 +111,29 @@ def test_attn_combine(kctx, data):
     assert np.all(got[den == 0] == 0)  # a head with only empty splits comes out zero
 
 
+# Mutants of the per-wave tile loop show only where a wave walks more than one tile: a long context
+# in one or two splits (LONG).
+LONG = {"min_len": 130, "max_splits": 2}
 MUTANTS = {
-    # the softmax max reduction stops short of the segment: lanes of a row disagree on the max
-    "softmax_max_half_segment": ("for (u32 o = BK / 2; o > 0; o >>= 1) v = f_max(v, shfl_xor(v, o));",
-                                 "for (u32 o = BK / 4; o > 0; o >>= 1) v = f_max(v, shfl_xor(v, o));"),
-    # the row sum of probabilities covers half the segment
-    "softmax_sum_half_segment": ("for (u32 o = BK / 2; o > 0; o >>= 1) v += shfl_xor(v, o);",
-                                 "for (u32 o = BK / 4; o > 0; o >>= 1) v += shfl_xor(v, o);"),
-    # the prefetch of the next tile reads the current tile's row offsets
-    "prefetch_wrong_rows": ("dec_fetch(sm.row[buf ^ 1u], k_cache", "dec_fetch(sm.row[buf], k_cache"),
-    # the last key of every tile is masked out
-    "tile_last_key_masked": ("sm.s[e] = k0 + j < k_end ?", "sm.s[e] = k0 + j + 1 < k_end ?"),
+    # a score's shuffle reduction stops at half of the key's lanes: each lane keeps a partial dot product
+    "score_reduce_half_key": ("for (u32 o = LPK / 2; o > 0; o >>= 1) a += shfl_xor(a, o);",
+                              "for (u32 o = LPK / 4; o > 0; o >>= 1) a += shfl_xor(a, o);"),
+    # the tile max misses the farthest key groups of the wave: they run on different maxima, then are
+    # added as if they shared one
+    "tile_max_part_of_wave": ("for (u32 o = LPK; o < WAVE_SIZE; o <<= 1) mt = f_max(mt, shfl_xor(mt, o));",
+                              "for (u32 o = LPK; o < WAVE_SIZE / 2; o <<= 1) mt = f_max(mt, shfl_xor(mt, o));"),
+    # the next tile's K is fetched from this tile's rows
+    "prefetch_k_wrong_rows": ("dec_rows(off, block_table, kn, k_end", "dec_rows(off, block_table, k0, k_end", LONG),
+    # the next tile's V is never fetched: the wave reuses this tile's V
+    "prefetch_v_missing": ("if (kn < k_end) dec_fetch(vr, v_cache, off);", "if (kn < 0u) dec_fetch(vr, v_cache, off);", LONG),
+    # the output is not rescaled when the running max grows
+    "pv_alpha_missing": ("for (u32 i = 0; i < 8; ++i) acc[h][i] *= al[h];", "for (u32 i = 0; i < 8; ++i) acc[h][i] *= 1.0f;", LONG),
+    # the row sums of the wave's key groups are not added
+    "key_groups_l_not_added": ("l[h] += shfl_xor(l[h], o);", "l[h] += 0.0f * shfl_xor(l[h], o);"),
+    # the waves' outputs are merged without their weights exp(m_w - m)
+    "wave_merge_unweighted": ("t = f_fma(f_exp(mv - mx), sm.o[", "t = f_fma(1.0f, sm.o["),
+    # the last key of every step is masked out
+    "last_key_masked": ("s[r][h] = k0 + r * KPW + lane_id() / LPK < k_end ?", "s[r][h] = k0 + r * KPW + lane_id() / LPK + 1 < k_end ?"),
     # a full row tile drops its last head
     "last_head_dropped": ("const u32 live = group - g0 < BQ ? group - g0 : BQ;",
                           "const u32 live = group - g0 < BQ ? group - g0 : BQ - 1;"),
@@ -131,9 +145,10 @@ MUTANTS = {
 @pytest.mark.parametrize("mutant", sorted(MUTANTS))
 def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
     """Each plausible mistake above, rendered into the real f16 decode kernel, fails the property."""
-    assert_property_catches(emu_kctx, "attn_decode", {"head_dim": HEAD_DIM["f16"], "kv": "f16"}, MUTANTS[mutant],
-                            lambda ctx, data: check_attn_decode(ctx, "f16", data), tmp_path, monkeypatch,
-                            max_examples=40)
+    old, new, *draw = MUTANTS[mutant]
+    assert_property_catches(emu_kctx, "attn_decode", {"head_dim": HEAD_DIM["f16"], "kv": "f16"}, (old, new),
+                            lambda ctx, data: check_attn_decode(ctx, "f16", data, **(draw[0] if draw else {})),
+                            tmp_path, monkeypatch, max_examples=40)
 
 
 def test_property_test_catches_combine_dropping_a_split(emu_kctx, tmp_path, monkeypatch):

@@ -1,9 +1,35 @@
-"""Split-K decode attention (flash-decoding): partial (max, sum, output) per chunk of the context."""
+"""Split-K decode attention (flash-decoding): partial (max, sum, output) per chunk of the context.
+
+The GPU kernel (templates/attn_decode.hip.j2) is a stream of K/V loads: each wave walks its own key
+tiles with no block-wide barrier inside the key loop. A key row is cut into 8-value segments, one
+per lane (16-byte loads for f16), so LPK lanes (a power of two >= HD / 8) hold a key and a wave
+takes WAVE_SIZE / LPK keys per step, R steps per tile. Per lane that is R segments of K and of V in
+registers (one of them in flight under the math), and BQ x 8 output accumulators: BQ = 4 heads of
+a group per block keeps the registers for 4 blocks an SM on sm_90 (larger groups take more row
+tiles of the grid, each reading the group's K/V again). R is chosen so a lane's K (or V) tile is
+about 64 bytes: the loads in flight an SM needs at the H100's bandwidth-latency product."""
 
 from ...arch import Arch
 from ..spec import Arg, Launch, ceil_div, register
-from .flash_attn import HEAD_DIMS, THREADS, PagedAttention, check_heads
+from .flash_attn import HEAD_DIMS, HOST_BQ, STATIC_SMEM_CAP, THREADS, PagedAttention, check_heads, kv_dtype_fits
 from .kv_append import KV_DTYPES
+
+BQ = 4
+# Key steps per wave tile: R segments of K (and of V) per lane, 8 values each.
+STEPS = {"f32": 2, "f16": 4, "fp8": 4, "q8_0": 4}
+
+
+def lanes_per_key(head_dim: int, wave: int) -> int:
+    """LPK: the smallest power of two holding a row's HD / 8 segments, at most the wave."""
+    lpk = 1
+    while lpk < head_dim // 8:
+        lpk *= 2
+    return min(lpk, wave)
+
+
+def smem_bytes(head_dim: int, waves: int) -> int:
+    """Shared memory of the kernel's DecSmem: q and each wave's output for BQ heads, m and l."""
+    return 4 * (BQ * head_dim * (1 + waves) + 2 * waves * BQ)
 
 
 class AttnDecode(PagedAttention):
@@ -12,11 +38,21 @@ class AttnDecode(PagedAttention):
     space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
     oracle = "attention"
     doc = ("grid (splits, kv heads, ceil(group / BQ)); kv_len[0] (device memory) keys, cut into whole "
-           "key tiles per split (splits past the context write empty partials); merge with attn_combine")
+           "16-key runs per split (splits past the context write empty partials); merge with attn_combine")
 
-    def tiles(self, p) -> tuple[int, int]:
-        """(BQ, BK): heads of a group per block (8 covers GQA up to 8 in one block) and keys per tile."""
-        return (8, 32) if p["head_dim"] <= 128 else (8, 16)
+    def valid(self, p, arch):
+        if not kv_dtype_fits(p["kv"], p["head_dim"]):
+            return False
+        if not arch.is_gpu_semantics:
+            return True
+        # a segment is 8 values; a key's segments must fit in one wave
+        return (p["head_dim"] % 8 == 0 and p["head_dim"] // 8 <= arch.wave_size and THREADS <= arch.max_threads
+                and smem_bytes(p["head_dim"], THREADS // arch.wave_size) <= min(arch.lds_bytes, STATIC_SMEM_CAP))
+
+    def context(self, p, arch):
+        if not arch.is_gpu_semantics:
+            return {"bq": HOST_BQ}
+        return {"bq": BQ, "nt": THREADS, "lpk": lanes_per_key(p["head_dim"], arch.wave_size), "steps": STEPS[p["kv"]]}
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
@@ -29,8 +65,7 @@ class AttnDecode(PagedAttention):
         check_heads(self.family, n_heads, n_kv_heads)
         if not arch.is_gpu_semantics:  # a block takes every head of its KV head's group
             return Launch((n_splits, n_kv_heads, 1), (1, 1, 1))
-        bq, _ = self.tiles(p)
-        return Launch((n_splits, n_kv_heads, ceil_div(n_heads // n_kv_heads, bq)), (THREADS, 1, 1))
+        return Launch((n_splits, n_kv_heads, ceil_div(n_heads // n_kv_heads, BQ)), (THREADS, 1, 1))
 
 
 register(AttnDecode())
