@@ -4,6 +4,14 @@
     python benchmarks/gemm.py --backend cuda --types q4_0 --m 128,512 --json out.json
     python benchmarks/gemm.py --backend emu-sm90 --small          # the mma.sync path on the emulator (CI-sized)
     python benchmarks/gemm.py --backend emu --small               # the scalar path on the emulator
+    python benchmarks/gemm.py --backend cuda --types q4_0,f16 --variants old,ldm,ldm_t64   # per lever
+
+Variants (--variants; the mma.sync path's gemm parameters, each timed and checked on the same data):
+old = the 32-bit fragment loads on 128 x 128 tiles (the kernel before issue 15's levers), ldm =
+ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles. The 'auto' column marks
+the variant lowering picks for the shape (specs/gemm.py gemm_params), and the 8B estimate is printed
+per variant and for 'auto' (each shape at its picked variant). Paths other than mma.sync have only
+their default parameters ('default').
 
 For each weight type and shape (rows x cols: rows of W = outputs, cols = the reduction): random valid
 weights in the type's storage encoding (benchmarks/gemv.py's random_matrix), as many device copies as
@@ -40,7 +48,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gemv import decode, has_graphs, make_device, random_matrix, rotation, time_launches  # noqa: E402
-from forge.codegen.specs.gemm import rounds_to_f16, tiles  # noqa: E402
+from forge.codegen.specs.gemm import gemm_params, path, rounds_to_f16, tiles  # noqa: E402
 from forge.codegen.wtypes import get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
 from forge.runtime.device import BoundLaunch  # noqa: E402
@@ -66,36 +74,58 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
     return "ok" if np.all(np.abs(got - ref) <= tol) else "WRONG"
 
 
-def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, rng) -> dict:
+# The mma.sync path's variants by lever (module docstring); params beyond wtype.
+MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}}
+
+
+def variants_for(arch, wtype: str, names: list[str]) -> dict[str, dict]:
+    """{name: params} to time for wtype on arch: the named mma.sync variants on that path, else the default."""
+    if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync":
+        return {n: MMA_VARIANTS[n] for n in names}
+    return {"default": {}}
+
+
+def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, rng,
+              variants: dict[str, dict]) -> list[dict]:
+    """One row per variant, all on the same weights and X, each checked against float64."""
     raw = random_matrix(wtype, rows, cols, rng)
     x = rng.standard_normal((m, cols)).astype(np.float32)
     bws = rotation(dev, raw, args.rotate_mb)
     bx, by = dev.alloc(x.nbytes), dev.alloc(m * rows * 4)
+    auto = {k: v for k, v in gemm_params(kernels.arch, wtype, m, rows).items() if k != "wtype"}
+    out = []
     try:
         dev.upload(bx, x)
-        k = kernels.get("gemm", wtype=wtype)
-        g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
-        dev.memset(by, 0xFF)  # NaN: every output must be written
-        k(bws[0], bx, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
-        dev.synchronize()
-        ok = "-"
-        if args.check:
-            y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
-            ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
-        launches = [BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bx, by, m, rows, cols),
-                                tuple(k.args)) for i in range(args.launches)]
-        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
+        for name, params in variants.items():
+            k = kernels.get("gemm", wtype=wtype, **params)
+            g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
+            dev.memset(by, 0xFF)  # NaN: every output must be written
+            k(bws[0], bx, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
+            dev.synchronize()
+            ok = "-"
+            if args.check:
+                y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+                ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
+            launches = [BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bx, by, m, rows, cols),
+                                    tuple(k.args)) for i in range(args.launches)]
+            t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
+            full = k.variant.params
+            out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": full,
+                        "auto": name == "default" or all(full.get(p) == v for p, v in {"tile": 128, "ldmatrix": True,
+                                                                                       **auto}.items()),
+                        "grid": list(g.grid), "shared": g.shared_bytes, "us": t * 1e6,
+                        "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok})
     finally:
         for b in (*bws, bx, by):
             dev.free(b)
-    return {"wtype": wtype, "m": m, "rows": rows, "cols": cols, "grid": list(g.grid), "shared": g.shared_bytes,
-            "us": t * 1e6, "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok}
+    return out
 
 
-def estimate(rows_out: list[dict], wtype: str, m: int) -> float | None:
-    """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes; None when
-    a shape of LAYER was not measured."""
-    t = {(r["rows"], r["cols"]): r["us"] * 1e-6 for r in rows_out if r["wtype"] == wtype and r["m"] == m}
+def estimate(rows_out: list[dict], wtype: str, m: int, variant: str) -> float | None:
+    """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes of `variant`
+    ('auto': each shape's picked variant); None when a shape of LAYER was not measured."""
+    t = {(r["rows"], r["cols"]): r["us"] * 1e-6 for r in rows_out if r["wtype"] == wtype and r["m"] == m
+         and (r["auto"] if variant == "auto" else r["variant"] == variant)}
     if not all(s in t for s in LAYER):
         return None
     return N_LAYERS * sum(n * t[s] for s, n in LAYER.items())
@@ -119,12 +149,17 @@ def main(argv=None) -> int:
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the correctness check")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default="old,ldm,ldm_t64",
+                    help=f"mma.sync variants to time per case, of {', '.join(MMA_VARIANTS)} (module docstring)")
     args = ap.parse_args(argv)
     gpu = args.backend in ("cuda", "hip")
     types = [t.strip() for t in args.types.split(",") if t.strip()]
     shapes = ([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")] if args.shapes
               else list(SMALL if args.small else LAYER))
     ms = [int(v) for v in args.m.split(",")] if args.m else [37 if args.small else 512]
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not names or any(n not in MMA_VARIANTS for n in names):
+        ap.error(f"--variants: names of {', '.join(MMA_VARIANTS)}")
     args.rotate_mb = (256 if gpu else 0) if args.rotate_mb is None else args.rotate_mb
     args.launches = args.launches or (20 if gpu else 1)
     args.repeats = args.repeats or (5 if gpu else 1)
@@ -139,25 +174,29 @@ def main(argv=None) -> int:
         print(f"gemm Y = X W^T on {dev!r} ({arch.name}); "
               f"{'graphs of ' + str(args.launches) + ' launches timed with events' if has_graphs(dev) else 'host-timed batches'}, "
               f"median of {args.repeats}", flush=True)
-        head = f"{'wtype':<6} {'m':>5} {'shape':>11} {'tile':>9} {'f16':>3} {'grid':>9} {'us':>10} {'TFLOP/s':>8}  check"
+        head = (f"{'wtype':<6} {'m':>5} {'shape':>11} {'variant':>8} {'auto':>4} {'tile':>9} {'f16':>3} {'grid':>9} "
+                f"{'us':>10} {'TFLOP/s':>8}  check")
         print(head)
         print("-" * len(head), flush=True)
         for m in ms:
             for t in types:
-                bm, bn, _ = tiles(arch, t) if arch.is_gpu_semantics else (0, 0, 0)
                 for r, c in shapes:
-                    row = bench_one(dev, kernels, t, m, r, c, args, rng)
-                    rows_out.append(row)
-                    print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) else 'no':>3} "
-                          f"{'x'.join(map(str, row['grid'][:2])):>9} {row['us']:>10.1f} {row['tflops']:>8.2f}  {row['check']}",
-                          flush=True)
+                    for row in bench_one(dev, kernels, t, m, r, c, args, rng, variants_for(arch, t, names)):
+                        rows_out.append(row)
+                        bm, bn, _ = (tiles(arch, t, row["params"].get("tile", 128)) if arch.is_gpu_semantics
+                                     else (0, 0, 0))
+                        print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {row['variant']:>8} {'*' if row['auto'] else '':>4} "
+                              f"{f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) else 'no':>3} "
+                              f"{'x'.join(map(str, row['grid'][:2])):>9} {row['us']:>10.1f} {row['tflops']:>8.2f}  "
+                              f"{row['check']}", flush=True)
         for m in ms:
             for t in types:
-                est = estimate(rows_out, t, m)
-                if est is not None:
-                    print(f"8B projections, {t}, m={m}: {est * 1e3:.2f} ms per batch = {m / est:,.0f} tokens/s "
-                          f"(gemm only; llama.cpp pp512 whole model ~{LLAMA_CPP_PP512:,.0f} tokens/s = "
-                          f"{512 / LLAMA_CPP_PP512 * 1e3:.1f} ms per 512)", flush=True)
+                for v in dict.fromkeys([*(r["variant"] for r in rows_out if r["wtype"] == t), "auto"]):
+                    est = estimate(rows_out, t, m, v)
+                    if est is not None:
+                        print(f"8B projections, {t}, m={m}, {v}: {est * 1e3:.2f} ms per batch = {m / est:,.0f} "
+                              f"tokens/s (gemm only; llama.cpp pp512 whole model ~{LLAMA_CPP_PP512:,.0f} tokens/s = "
+                              f"{512 / LLAMA_CPP_PP512 * 1e3:.1f} ms per 512)", flush=True)
     except ForgeError as e:
         print(f"gemm bench: error: {e}", file=sys.stderr)
         return 1
