@@ -4,6 +4,8 @@ for one new token, per KV-cache dtype.
     python benchmarks/attention.py --backend cuda                    # context 4096, 32/8 heads, d 128
     python benchmarks/attention.py --backend cuda --splits 16,32,64 --read-limit --json out.json
     python benchmarks/attention.py --backend emu --context 256 --splits 4
+    python benchmarks/attention.py --backend cuda --kv f16,q8_0 --read-limit \
+        --baseline-dir benchmarks/baselines/attn_decode_21860a1      # old and new kernel, one call
 
 The cache holds random valid rows of the dtype (f32, f16, fp8 E4M3 with a row scale, q8_0) for one
 sequence of --context tokens in pages of --page-size, the pages in shuffled order; as many
@@ -15,12 +17,19 @@ batches where there are no events). Bytes per step = K and V rows of the context
 table: what a step must move at least (the split partials are extra traffic, reported apart). The
 decode launch alone is timed the same way. --read-limit: the single-kernel read limit at the step's
 byte count, measured as benchmarks/gemv.py does (../shared/peer/read_limit.py's method).
+--baseline-dir DIR: each dtype is also measured with DIR's hand-kept attn_decode sources
+(FORGE_OVERRIDE_DIR, <symbol>.hip) in the same process, right after the current source: rows
+"new" and "old". benchmarks/baselines/attn_decode_21860a1 holds the sm_90 head_dim 128 kernels
+before the per-wave rewrite (rendered at commit 21860a1; that kernel took 8 heads a block, so the
+comparison needs a group of at most 4 heads, where both launch one row tile).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -154,6 +163,35 @@ def bench(dev, arch, kernels, kv, args, rng) -> list[dict]:
                 dev.free(b)
 
 
+def report(dev, arch, r: dict, args) -> dict:
+    """Print one measured row (adding the read limit and the ratios to it) and return it."""
+    if args.read_limit and has_graphs(dev):
+        t, _ = read_limit(dev, arch, r["bytes"])
+        r["limit_gbs"] = r["bytes"] // 16 * 16 / t / 1e9
+    r["pct_roof"] = 100 * r["gbs"] / args.roofline
+    lim = r.get("limit_gbs")
+    lim_roof = f"{100 * lim / args.roofline:5.1f}%" if lim else "-"
+    of_lim = f"{100 * r['gbs'] / lim:5.1f}%" if lim else "-"
+    print(f"{r['kv']:<5} {r['src']:<3} {r['splits']:>6} {r['bytes'] / 1e6:>6.2f} {r['us']:>8.2f} {r['us_decode']:>9.2f} "
+          f"{r['gbs']:>6.0f} {r['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6} {r['rel_err']:>8.1e}  {r['check']}",
+          flush=True)
+    return r
+
+
+@contextlib.contextmanager
+def override_dir(path: str | None):
+    """FORGE_OVERRIDE_DIR set to `path` (None: unset) while kernels are fetched and compiled."""
+    old = os.environ.pop("FORGE_OVERRIDE_DIR", None)
+    if path:
+        os.environ["FORGE_OVERRIDE_DIR"] = str(Path(path).resolve())
+    try:
+        yield
+    finally:
+        os.environ.pop("FORGE_OVERRIDE_DIR", None)
+        if old is not None:
+            os.environ["FORGE_OVERRIDE_DIR"] = old
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,7 +212,10 @@ def main(argv=None) -> int:
     ap.add_argument("--read-limit", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline-dir", help="also time the attn_decode sources in DIR (FORGE_OVERRIDE_DIR): rows 'old'")
     args = ap.parse_args(argv)
+    if args.baseline_dir and args.heads // args.kv_heads > 4:
+        ap.error("--baseline-dir compares at groups of at most 4 heads (the baseline took 8 a block, the new kernel 4)")
     gpu = args.backend != "emu"
     args.splits = [int(v) for v in args.splits.split(",")]
     args.rotate_mb = (256 if gpu else 0) if args.rotate_mb is None else args.rotate_mb
@@ -182,28 +223,21 @@ def main(argv=None) -> int:
     rows = []
     try:
         dev, arch = make_device(args.backend, args.wave, args.arch)
-        kernels = Dispatcher(dev, arch)
-        rng = np.random.default_rng(args.seed)
         print(f"decode attention, context {args.context}, {args.heads} heads / {args.kv_heads} KV heads, d {args.head_dim}, "
               f"pages of {args.page_size}, on {dev!r}; attn_decode + attn_combine per step; "
               f"{'graphs timed with events' if has_graphs(dev) else 'host-timed'}; % of {args.roofline:.0f} GB/s", flush=True)
-        head = (f"{'kv':<5} {'splits':>6} {'MB':>6} {'step us':>8} {'decode us':>9} {'GB/s':>6} {'%roof':>6} "
+        head = (f"{'kv':<5} {'src':<3} {'splits':>6} {'MB':>6} {'step us':>8} {'decode us':>9} {'GB/s':>6} {'%roof':>6} "
                 f"{'limit%':>6} {'%limit':>6} {'rel err':>8}  check")
         print(head)
         print("-" * len(head), flush=True)
+        sources = [("new", None)] + ([("old", args.baseline_dir)] if args.baseline_dir else [])
         for kv in [k.strip() for k in args.kv.split(",") if k.strip()]:
-            for r in bench(dev, arch, kernels, kv, args, rng):
-                if args.read_limit and has_graphs(dev):
-                    t, _ = read_limit(dev, arch, r["bytes"])
-                    r["limit_gbs"] = r["bytes"] // 16 * 16 / t / 1e9
-                r["pct_roof"] = 100 * r["gbs"] / args.roofline
-                lim = r.get("limit_gbs")
-                lim_roof = f"{100 * lim / args.roofline:5.1f}%" if lim else "-"
-                of_lim = f"{100 * r['gbs'] / lim:5.1f}%" if lim else "-"
-                rows.append(r)
-                print(f"{kv:<5} {r['splits']:>6} {r['bytes'] / 1e6:>6.2f} {r['us']:>8.2f} {r['us_decode']:>9.2f} "
-                      f"{r['gbs']:>6.0f} {r['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6} {r['rel_err']:>8.1e}  {r['check']}",
-                      flush=True)
+            for src, odir in sources:
+                with override_dir(odir):  # a fresh Dispatcher: its kernels compile (or load) under this source
+                    got = bench(dev, arch, Dispatcher(dev, arch), kv, args, np.random.default_rng(args.seed))
+                for r in got:
+                    r["src"] = src
+                    rows.append(report(dev, arch, r, args))
     except ForgeError as e:
         print(f"attention bench: error: {e}", file=sys.stderr)
         return 1
