@@ -22,6 +22,9 @@ byte count, measured as benchmarks/gemv.py does (../shared/peer/read_limit.py's 
 "new" and "old". benchmarks/baselines/attn_decode_21860a1 holds the sm_90 head_dim 128 kernels
 before the per-wave rewrite (rendered at commit 21860a1; that kernel took 8 heads a block, so the
 comparison needs a group of at most 4 heads, where both launch one row tile).
+--variant KEY=VAL,... (repeatable): also time attn_decode rendered with its spec's template context
+changed (specs/attn_decode.py: steps = key steps per wave tile, min_blocks = the sm_90 launch
+bound), written to a temporary FORGE_OVERRIDE_DIR; rows v1, v2, ... in the order given.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import contextlib
 import json
 import os
+import tempfile
 import statistics
 import sys
 from pathlib import Path
@@ -178,6 +182,22 @@ def report(dev, arch, r: dict, args) -> dict:
     return r
 
 
+def render_variant(arch, kvs: list[str], head_dim: int, over: dict, out: Path) -> None:
+    """attn_decode for each KV dtype rendered into `out` (as FORGE_OVERRIDE_DIR reads it) with the
+    spec's template context updated by `over` (for instance {"steps": 8, "min_blocks": 2})."""
+    from forge.codegen.render import render
+    from forge.codegen.spec import get_spec
+    spec = get_spec("attn_decode")
+    base = spec.context
+    spec.context = lambda p, a: {**base(p, a), **over}
+    try:
+        for kv in kvs:
+            v = spec.variant(arch, head_dim=head_dim, kv=kv)
+            (out / f"{v.symbol}.hip").write_text(render(v, arch))
+    finally:
+        del spec.context  # the class's method again
+
+
 @contextlib.contextmanager
 def override_dir(path: str | None):
     """FORGE_OVERRIDE_DIR set to `path` (None: unset) while kernels are fetched and compiled."""
@@ -213,6 +233,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-dir", help="also time the attn_decode sources in DIR (FORGE_OVERRIDE_DIR): rows 'old'")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="KEY=VAL,... of attn_decode's template context (steps, min_blocks): rows v1, v2, ...")
     args = ap.parse_args(argv)
     if args.baseline_dir and args.heads // args.kv_heads > 4:
         ap.error("--baseline-dir compares at groups of at most 4 heads (the baseline took 8 a block, the new kernel 4)")
@@ -230,8 +252,17 @@ def main(argv=None) -> int:
                 f"{'limit%':>6} {'%limit':>6} {'rel err':>8}  check")
         print(head)
         print("-" * len(head), flush=True)
+        kvs = [k.strip() for k in args.kv.split(",") if k.strip()]
         sources = [("new", None)] + ([("old", args.baseline_dir)] if args.baseline_dir else [])
-        for kv in [k.strip() for k in args.kv.split(",") if k.strip()]:
+        tmp = tempfile.TemporaryDirectory()
+        for i, spec in enumerate(args.variant, 1):
+            over = {k: int(v) for k, v in (kv.split("=") for kv in spec.split(","))}
+            out = Path(tmp.name) / f"v{i}"
+            out.mkdir()
+            render_variant(arch, kvs, args.head_dim, over, out)
+            sources.append((f"v{i}", str(out)))
+            print(f"v{i}: attn_decode with {over}")
+        for kv in kvs:
             for src, odir in sources:
                 with override_dir(odir):  # a fresh Dispatcher: its kernels compile (or load) under this source
                     got = bench(dev, arch, Dispatcher(dev, arch), kv, args, np.random.default_rng(args.seed))

@@ -6,8 +6,10 @@ per lane (16-byte loads for f16), so LPK lanes (a power of two >= HD / 8) hold a
 takes WAVE_SIZE / LPK keys per step, R steps per tile. Per lane that is R segments of K and of V in
 registers (one of them in flight under the math), and BQ x 8 output accumulators: BQ = 4 heads of
 a group per block keeps the registers for 4 blocks an SM on sm_90 (larger groups take more row
-tiles of the grid, each reading the group's K/V again). R is chosen so a lane's K (or V) tile is
-about 64 bytes: the loads in flight an SM needs at the H100's bandwidth-latency product."""
+tiles of the grid, each reading the group's K/V again). R is 4 (2 for f32): a lane's K (or V) tile is 64 bytes for f16
+and f32, 32 for the 8-bit types (R = 8 spilled on sm_90 within 128 registers). Loads in flight an
+SM: 8-16 waves of 2-4 KiB at 32-64 splits, against the ~20 KiB that
+2.5 TB/s times ~1 us of latency asks of each of 132 SMs (an estimate, not a measurement)."""
 
 from ...arch import Arch
 from ..spec import Arg, Launch, ceil_div, register
@@ -17,6 +19,10 @@ from .kv_append import KV_DTYPES
 BQ = 4
 # Key steps per wave tile: R segments of K (and of V) per lane, 8 values each.
 STEPS = {"f32": 2, "f16": 4, "fp8": 4, "q8_0": 4}
+# sm_90 launch bound: blocks an SM the registers are budgeted for (4: 128 registers a thread). The
+# grid is splits x KV heads blocks, 2-4 an SM on the H100 at 32-64 splits. benchmarks/attention.py
+# --variant renders other STEPS / MIN_BLOCKS choices for a same-call comparison.
+MIN_BLOCKS = 4
 
 
 def lanes_per_key(head_dim: int, wave: int) -> int:
@@ -52,7 +58,8 @@ class AttnDecode(PagedAttention):
     def context(self, p, arch):
         if not arch.is_gpu_semantics:
             return {"bq": HOST_BQ}
-        return {"bq": BQ, "nt": THREADS, "lpk": lanes_per_key(p["head_dim"], arch.wave_size), "steps": STEPS[p["kv"]]}
+        return {"bq": BQ, "nt": THREADS, "lpk": lanes_per_key(p["head_dim"], arch.wave_size), "steps": STEPS[p["kv"]],
+                "min_blocks": MIN_BLOCKS}
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
