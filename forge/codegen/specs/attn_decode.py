@@ -3,11 +3,11 @@
 The GPU kernel (templates/attn_decode.hip.j2) is a stream of K/V loads: each wave walks its own key
 tiles with no block-wide barrier inside the key loop. A key row is cut into 8-value segments, one
 per lane (16-byte loads for f16), so LPK lanes (a power of two >= HD / 8) hold a key and a wave
-takes WAVE_SIZE / LPK keys per step, R steps per tile. Per lane that is R segments of K and of V in
+takes WAVE_SIZE / LPK keys per step, NSTEP steps per tile. Per lane that is NSTEP segments of K and of V in
 registers (one of them in flight under the math), and BQ x 8 output accumulators: BQ = 4 heads of
 a group per block keeps the registers for 4 blocks an SM on sm_90 (larger groups take more row
-tiles of the grid, each reading the group's K/V again). R is 4 (2 for f32): a lane's K (or V) tile is 64 bytes for f16
-and f32, 32 for the 8-bit types (R = 8 spilled on sm_90 within 128 registers). Loads in flight an
+tiles of the grid, each reading the group's K/V again). NSTEP is 4 (2 for f32): a lane's K (or V) tile is 64 bytes for f16
+and f32, 32 for the 8-bit types (8 for them put a stack frame or spills in local memory on sm_90 within 128 registers). Loads in flight an
 SM: 8-16 waves of 2-4 KiB at 32-64 splits, against the ~20 KiB that
 2.5 TB/s times ~1 us of latency asks of each of 132 SMs (an estimate, not a measurement)."""
 
@@ -17,7 +17,7 @@ from .flash_attn import HEAD_DIMS, HOST_BQ, STATIC_SMEM_CAP, THREADS, PagedAtten
 from .kv_append import KV_DTYPES
 
 BQ = 4
-# Key steps per wave tile: R segments of K (and of V) per lane, 8 values each.
+# Key steps per wave tile (NSTEP): segments of K (and of V) per lane, 8 values each.
 STEPS = {"f32": 2, "f16": 4, "fp8": 4, "q8_0": 4}
 # sm_90 launch bound: blocks an SM the registers are budgeted for (4: 128 registers a thread). The
 # grid is splits x KV heads blocks, 2-4 an SM on the H100 at 32-64 splits. benchmarks/attention.py
