@@ -11,7 +11,9 @@ of every activation and scratch tensor, for the buffer planner.
 Choices, by what the arch offers (never by its name):
   matmul     decode: gemv (f32 x), prefill: gemm; where the arch does 4-way int8 dot products and
              matmul_q8 has the weight type: x is quantized once into 8-bit blocks (quantize_q8,
-             shared by every matmul that reads the same x) and matmul_q8 does integer dots
+             shared by every matmul that reads the same x) and matmul_q8 does integer dots; MX
+             weights where the arch multiplies MX formats natively (gfx950's scaled MFMA): gemv_mx
+             up to 16 tokens, gemm beyond, X quantized to the model's `acts` (mxfp8 by default)
   attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
              chunks + attn_combine, the context length read from device memory
   rope       in place on q (K is rotated by kv_append on its way into the cache)
@@ -35,6 +37,7 @@ from typing import Any
 from ..arch import Arch
 from ..codegen.spec import get_spec
 from ..codegen.specs.gemm import gemm_params
+from ..codegen.specs.gemv_mx import TOKENS as GEMV_MX_TOKENS
 from ..codegen.specs.matmul_q8 import team_for
 from ..codegen.specs.rope import freq_log2
 from ..errors import SpecError
@@ -149,7 +152,14 @@ class _Lowerer:
         wt = self.g.tensors[w].dtype
         n_in = self.shape(w)[1]
         x = self.ref(x)
-        if uses_q8(self.arch, wt, n_in, rows):
+        acts = n.attrs.get("acts")  # forge.load(acts=...): what MX-weight matmuls quantize X to
+        mx = {"wtype": wt, "acts": acts or "mxfp8"}
+        if rows <= GEMV_MX_TOKENS and has_variant("gemv_mx", self.arch, **mx):
+            # MX weights on gfx950's scaled MFMA, passed natively (uses_q8's integer path would
+            # re-decode them per 4 values); any token count up to the one launch's columns
+            self.call("gemv_mx", mx, {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in}, y,
+                      m=rows, n_rows=n_out, n_cols=n_in)
+        elif uses_q8(self.arch, wt, n_in, rows):
             xq, xd = self.quantized(x, rows, n_in)
             params = {"wtype": wt}
             if self.arch.is_gpu_semantics:  # a row team sized to the row (the host's kernel has none)
@@ -161,7 +171,10 @@ class _Lowerer:
             self.gemv_call("gemv", {"wtype": wt}, {"w": w, "x": x, "y": y, "n_rows": n_out, "n_cols": n_in}, y,
                            n_rows=n_out, n_cols=n_in)
         else:
-            self.call("gemm", gemm_params(self.arch, wt, rows, n_out),
+            params = gemm_params(self.arch, wt, rows, n_out)
+            if acts and has_variant("gemm", self.arch, **params, acts=acts):
+                params["acts"] = acts
+            self.call("gemm", params,
                       {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
 

@@ -11,9 +11,15 @@ from forge.codegen.spec import get_spec
 from forge.errors import ForgeError
 from forge.model.config import config_from_gguf
 from forge.model.convert import ACT_FORMATS, model_graph
+from forge.runtime.lower import lower
+from tests.model.test_convert import converted_reference
+from tests.runtime.test_executor import IDS
 from forge.model.gguf import load_gguf
 from tests.helpers.tiny_gguf import write_tiny_gguf
 from tests.test_cli import run_cli
+
+
+ACTS_FORMAT = {"mxfp8": "mxfp8_e4m3", "mxfp6": "mxfp6_e2m3"}  # forge.quant.mx's name of each choice
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +77,36 @@ def test_load_on_the_host_accepts_the_choice_and_runs_unchanged(f16):
     a = forge.load(f16, backend="cpu", weights="mxfp4", acts="mxfp6").logits(ids)
     b = forge.load(f16, backend="cpu", weights="mxfp4").logits(ids)
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("acts", ACT_FORMATS)
+def test_a_model_on_the_scaled_mfma_matches_the_reference_with_its_activation_rounding(f16, acts):
+    """End to end on emu-gfx950: every matmul is MX (weights="mxfp4", the head too), so prefill runs
+    gemm and decode gemv_mx with X rounded to `acts`; the float64 reference rounds each matmul's
+    input the same way (forge.quant.mx), so what is left is f32 arithmetic — and inputs that land
+    within that of a rounding boundary, which move by one step: the 8-bit path's allowance (bound)."""
+    m = forge.load(f16, backend="emu-gfx950", kv_dtype="f32", max_context=64, weights="mxfp4", acts=acts)
+    ex, fmt = m.executor, ACTS_FORMAT[acts]
+    ref = converted_reference(f16, m.conversion, None)
+    ref.mx_acts = lambda wtype, n_cols: fmt if wtype == "mxfp4" else None
+    want = ref.logits(IDS)
+    tol = 2e-2 * np.abs(want).max()
+    got = m.logits(IDS)
+    assert np.abs(got - want).max() <= tol, np.abs(got - want).max() / np.abs(want).max()
+    ex.prefill(IDS[:-1])  # then the last token through gemv_mx
+    dec = ex.decode_logits(int(IDS[-1]), len(IDS) - 1)
+    assert np.abs(dec[0] - want[-1]).max() <= tol, np.abs(dec[0] - want[-1]).max() / np.abs(want).max()
+
+
+def test_lowering_gives_mx_matmuls_to_the_scaled_mfma_kernels(f16):
+    """gfx950: decode matmuls on MX weights are gemv_mx calls and a 32-token prefill's are gemm calls (gemv_mx
+    takes up to 16 tokens), both with
+    the model's acts; sm_90 has no such kernels and lowers the same graph without the choice."""
+    graph = graph_of(f16, "mxfp4", "mxfp6")
+    dec = lower(graph, get_arch("gfx950"), "decode", 1, 1).calls
+    mm = [c for c in dec if c.family in ("gemv_mx", "gemv", "matmul_q8", "gemm")]
+    assert len(mm) == 15 and all(c.family == "gemv_mx" and c.params["acts"] == "mxfp6" for c in mm)
+    pre = [c for c in lower(graph, get_arch("gfx950"), "prefill", 32, 32).calls if c.family == "gemm"]
+    assert len(pre) == 15 and all(c.params.get("acts") == "mxfp6" for c in pre)
+    nv = lower(graph, get_arch("sm_90"), "prefill", 32, 32).calls
+    assert not any("acts" in c.params for c in nv) and not any(c.family == "gemv_mx" for c in nv)

@@ -7,7 +7,9 @@ separate output head.
 With `q8` (a predicate of (forge weight type, n_cols)), the input of each matmul whose weight
 passes it is first quantized to 8-bit blocks of 32 exactly as forge's quantize_q8 does (d =
 amax/127, q = round half away from zero), the integer path's one deliberate approximation, so
-that path can be checked as tightly as the float one."""
+that path can be checked as tightly as the float one. With `mx_acts` (a forge.quant.mx format name or
+None per (forge weight type, n_cols)), the input is instead rounded to that MX format per block of
+32 by forge.quant.mx, as the scaled-MFMA kernels (gfx950; forge.load(acts=...)) quantize it."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import numpy as np
 from gguf.quants import dequantize
 
 from forge.model.config import load_config
+from forge.quant import mx
 from forge.model.gguf import load_gguf
 from forge.model.weights import weight_types
 
@@ -22,8 +25,9 @@ from forge.model.weights import weight_types
 class Reference:
     """The float64 model of one GGUF file."""
 
-    def __init__(self, path, q8=None):
+    def __init__(self, path, q8=None, mx_acts=None):
         self.g = load_gguf(path)
+        self.mx_acts = mx_acts or (lambda wtype, n_cols: None)
         self.cfg = load_config(path)
         self.wtypes = weight_types(self.g)
         self.q8 = q8 or (lambda wtype, n_cols: False)
@@ -49,6 +53,9 @@ class Reference:
         if mask.any():
             x = x.copy()
             x[mask] = quantize_q8(x[mask])
+        fmt = self.mx_acts(self.wtypes[name], w.shape[1])
+        if fmt is not None:
+            x = mx.dequantize_mx(*mx.quantize_mx(x.astype(np.float32), fmt), fmt).astype(np.float64)
         return x @ w.T
 
     def rms(self, x, w):
