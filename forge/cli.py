@@ -145,14 +145,15 @@ def cmd_build(args) -> int:
     arch = get_arch(args.arch)
     store = _store(args)
     tc = toolchain_for(arch)
-    if args.model is None and (args.weights or args.kv_dtype):
-        raise ForgeError("--weights and --kv-dtype choose a model's kernels: use them with --pack FILE --model M.gguf")
+    if args.model is None and (args.weights or args.kv_dtype or args.acts):
+        raise ForgeError("--weights, --acts and --kv-dtype choose a model's kernels: use them with --pack FILE "
+                         "--model M.gguf")
     if args.model is not None:
         if args.pack is None or args.kernels:
             raise ForgeError("--model selects the kernels of a pack: use it with --pack FILE, without --kernels")
         from .model.packs import model_kernels
         args.kv_dtype = args.kv_dtype or "f16"
-        args.kernels = [v.symbol for v in model_kernels(args.model, arch, args.kv_dtype, args.weights)]
+        args.kernels = [v.symbol for v in model_kernels(args.model, arch, args.kv_dtype, args.weights, args.acts)]
     n = len(_select(arch, args.kernels))
     print(f"forge build: {_plural(n, 'variant')} for {arch.name} with {tc.identity} into {store.root}"
           + (" (forced rebuild)" if args.force else ""), file=sys.stderr)
@@ -179,7 +180,7 @@ def cmd_build(args) -> int:
     failed = any(r.status == "failed" for r in records)
     if args.pack is not None and not failed:
         from .model.packs import build_pack
-        m = build_pack(store, arch, args.pack, args.model, args.kv_dtype or "f16", args.weights)
+        m = build_pack(store, arch, args.pack, args.model, args.kv_dtype or "f16", args.weights, args.acts)
         libs = len(m.entries) - len(m.kernels)
         print(f"{args.pack}: {_plural(len(m.kernels), 'kernel')}{f' and the runtime library' if libs else ''} "
               f"for {arch.name} ({m.toolchain}){f', what {args.model} needs' if args.model else ''}")
@@ -311,8 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model", metavar="MODEL.gguf", help="with --pack: only the kernels this model needs")
     b.add_argument("--kv-dtype", choices=["f16", "f32", "fp8", "q8_0"], default=None,
                    help="with --model: the KV cache storage the pack is for (as `forge run --kv-dtype`; default f16)")
-    from .cli_model import weights_option
+    from .cli_model import acts_option, weights_option
     weights_option(b)  # a pack for a model run with --weights needs the converted types' kernels
+    acts_option(b)  # ... and with --acts, the scaled-MFMA kernels of that activation format
     b.add_argument("--quiet", "-q", action="store_true", help="no progress")
     b.set_defaults(fn=cmd_build)
 

@@ -110,3 +110,15 @@ def test_lowering_gives_mx_matmuls_to_the_scaled_mfma_kernels(f16):
     assert len(pre) == 15 and all(c.params.get("acts") == "mxfp6" for c in pre)
     nv = lower(graph, get_arch("sm_90"), "prefill", 32, 32).calls
     assert not any("acts" in c.params for c in nv) and not any(c.family == "gemv_mx" for c in nv)
+
+
+def test_a_pack_for_the_choice_holds_its_kernels(capsys, f16):
+    """forge build --pack --model --weights --acts: the variants are those of that activation format."""
+    from forge.model.packs import model_kernels
+    gfx950 = get_arch("gfx950")
+    six = {(v.family, v.params.get("acts")) for v in model_kernels(f16, gfx950, "f16", "mxfp4", "mxfp6")}
+    assert {("gemv_mx", "mxfp6"), ("gemm", "mxfp6")} <= six and ("gemv_mx", "mxfp8") not in six
+    eight = {(v.family, v.params.get("acts")) for v in model_kernels(f16, gfx950, "f16", "mxfp4")}
+    assert ("gemv_mx", "mxfp8") in eight and ("gemv_mx", "mxfp6") not in eight
+    code, _, err = run_cli(capsys, "build", "--arch", "gfx950", "--acts", "mxfp6")
+    assert code == 1 and "--weights, --acts and --kv-dtype choose a model's kernels" in err
