@@ -8,3 +8,4 @@ from . import dequant, embed, gemm, gemv  # noqa: F401
 from . import sample  # noqa: F401
 from . import matmul_q8, quantize_q8  # noqa: F401  (host-only families so far)
 from . import gemv_mx  # noqa: F401  (gfx950's scaled-MFMA GEMV)
+from . import x_f16  # noqa: F401  (X rounded to f16 once per batch, for the mma.sync gemm)
