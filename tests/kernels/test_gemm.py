@@ -44,6 +44,15 @@ cores", 2021, found V100-A100 truncating them rather than rounding to nearest): 
 4 ulps per addition there too, unconfirmed until --backend cuda runs this property on an H100.
 Measured on the emulator: errors up to ~0.65 of the bound, and 10-150x the scalar path's.
 
+mma.sync with f16 X (gemm xin="f16", after x_f16): X rounded once per batch with one exponent per
+row, e_r from the row's largest finite |x| by the same rule, instead of per K step's chunk. So
+x^ = 2^e_r fl16(x 2^-e_r) with 2^e_r <= max(1, max|x_row| 2^-14): the same |x^ - x| <= u_h |x| + e_x,
+hence the same bound (e_x already uses the row's max). The sums of row r are in units of 2^e_r for
+the whole K loop and scaled back once (exact). Where every chunk's exponent equals its row's, or the
+row's values scaled by 2^-e_r stay in f16's normal range (rounding commutes with powers of two), the
+products and sums are 2^(e_c - e_r) times the f32-X path's, so its results are the same bits:
+test_f16_x_matches_f32_x checks that on emu-sm90 for every such row.
+
 Values: X of magnitudes 1e-3 .. 8e3, and at times 2^20 times that; W random valid encodings.
 Shapes: token and row counts around the block tile (32 x 32, 64 x 64 with WMMA, 128 x 128 with
 mma.sync: 1, tile - 1, tile + 1, 2 tile + 1 and arbitrary), and column counts of one to several K
@@ -64,6 +73,7 @@ from tests.kernels.test_dequant import n_cols
 from tests.oracles.dequant import decode, random_weights
 from tests.oracles.gemm import gemm
 from tests.oracles.gemv import check
+from tests.oracles.x_f16 import row_max, scale_exp
 
 UH = 2.0 ** -11  # f16 unit roundoff
 EH = 2.0 ** -25  # f16's absolute rounding error below its smallest normal (half of 2^-24)
@@ -129,6 +139,60 @@ def test_gemm_mma_sync(mma_ctx, wtype, data):
     check_gemm(mma_ctx, wtype, data)
 
 
+@pytest.mark.parametrize("wtype", WTYPE_NAMES)
+@given(data=st.data())
+def test_gemm_mma_sync_f16_x(mma_ctx, wtype, data):
+    check_gemm(mma_ctx, wtype, data, xin="f16")
+
+
+def exact_rows(x: np.ndarray, bk: int) -> np.ndarray:
+    """Rows on which the f16-X variant must give the f32-X variant's bits (module docstring): every
+    K step's chunk has its row's exponent, or the row's nonzero finite values scaled by 2^-e_r are
+    f16 normals (at least 2^-14)."""
+    x = x.astype(np.float32)
+    e_r = scale_exp(row_max(x))
+    pad = -x.shape[1] % bk
+    chunks = np.pad(x, ((0, 0), (0, pad))).reshape(x.shape[0], -1, bk)
+    same = (scale_exp(row_max(chunks)) == e_r[:, None]).all(axis=1)
+    a = np.abs(x.astype(np.float64)) * np.ldexp(1.0, -e_r.astype(np.int64))[:, None]
+    normal = ((a >= 2.0 ** -14) | (a == 0) | ~np.isfinite(a)).all(axis=1)
+    return same | normal
+
+
+@pytest.mark.parametrize("wtype", ["q4_0", "q6_k", "f16", "f32"])
+@given(data=st.data())
+def test_f16_x_matches_f32_x(mma_ctx, wtype, data):
+    """The f16-X variant (x_f16, then gemm xin f16) gives the f32-X variant's results bit for bit on
+    the rows exact_rows names (nearly all drawn rows), on the same drawn data, tile and fragment loads."""
+    params = mma_params(mma_ctx, wtype, data)
+    w, x, y32, cols = run_drawn_gemm(mma_ctx, wtype, data, 2, params)
+    y16 = run_gemm(mma_ctx, wtype, {**params, "xin": "f16", "ldmatrix": True}, w, x)  # the same fragments
+    rows = exact_rows(x, k_step(get_wtype(wtype).span))
+    assert np.array_equal(y16[rows], y32[rows], equal_nan=True), np.argwhere(y16[rows] != y32[rows])[:4]
+
+
+def test_f16_x_matches_f32_x_on_special_rows(mma_ctx):
+    """Rows of zeros, rows with Inf and NaN beside large finite values (not counted in the max on
+    either path, so the finite values still scale into range), and rows reaching 2^15 only in one K
+    step but of f16-normal size elsewhere: the same bits (NaN where NaN) on both variants."""
+    rng = np.random.default_rng(7)
+    m, cols, rows = 9, 96, 40
+    w = random_weights("q4_0", rows, cols, rng)
+    x = rng.standard_normal((m, cols)).astype(np.float32)
+    x[0] = 0.0
+    x[1, 3], x[1, 40] = np.inf, 1e6
+    x[2, 5], x[2, 70] = np.nan, -3e5
+    x[3, :32] *= 1e6  # one chunk scaled, the others by the row's exponent too
+    x[4, 10], x[4, 11] = np.inf, -np.inf
+    x[5] *= 1e30
+    assert exact_rows(x, 32).all()
+    y32 = run_gemm(mma_ctx, "q4_0", {}, w, x)
+    y16 = run_gemm(mma_ctx, "q4_0", {"xin": "f16"}, w, x)
+    assert np.array_equal(y16, y32, equal_nan=True)
+    assert np.isnan(y32[2]).all() and not np.isfinite(y32[[1, 4]]).any() and np.isfinite(y32[[0, 3, 5, 6]]).all()
+    assert (y32[0] == 0).all()
+
+
 def mma_params(kctx, wtype: str, data, pinned: dict | None = None) -> dict:
     """The variant's parameters beyond wtype: on the mma.sync path the block tile and the fragment
     loads (ldmatrix or 32-bit) are drawn, unless `pinned` fixes them (a mutant test pins its mutated
@@ -154,19 +218,33 @@ def run_drawn_gemm(kctx, wtype: str, data, min_units: int, params: dict | None =
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     w = random_weights(wtype, rows, cols, rng)
     x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 1, 2**20])))
-    y = run_kernel(kctx, "gemm", {"wtype": wtype, **params},
-                   {"w": w, "x": x, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
-                    "n_cols": cols},
-                   ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
-    return w, x, y, cols
+    return w, x, run_gemm(kctx, wtype, params, w, x), cols
 
 
-def check_gemm(kctx, wtype, data, pinned: dict | None = None):
+def run_gemm(kctx, wtype: str, params: dict, w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Y of the gemm variant (wtype, params) for w and x f32 [m, cols]; with xin f16, x goes through
+    the x_f16 kernel first (on kctx too), as lowering chains them."""
+    (m, cols), rows = x.shape, w.shape[0]
+    xargs = {"x": x}
+    if params.get("xin", "f32") == "f16":
+        out = run_kernel(kctx, "x_f16", {}, {"x": x, "xh": np.zeros((m, cols), np.uint16), "xe": np.zeros(m, np.int32),
+                                             "n_cols": cols}, ["xh", "xe"], rows=m, n_cols=cols)
+        xargs = {"x": out["xh"], "xe": out["xe"]}
+    return run_kernel(kctx, "gemm", {"wtype": wtype, **params},
+                      {"w": w, **xargs, "y": np.full((m, rows), np.nan, np.float32), "m": m, "n_rows": rows,
+                       "n_cols": cols},
+                      ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
+
+
+def check_gemm(kctx, wtype, data, pinned: dict | None = None, xin: str = "f32"):
     """The property: one drawn case agrees with the oracle (the mutant tests use it too, with their
-    variant's parameters `pinned`), within the bound of the arch's path."""
+    variant's parameters `pinned`), within the bound of the arch's path; xin "f16": the f16-X variant
+    (tile and fragment loads drawn unless pinned) fed by x_f16."""
     wt = get_wtype(wtype)
     bk = k_step(wt.span)
     params = mma_params(kctx, wtype, data, pinned)
+    if xin != "f32":
+        params.update(xin=xin, ldmatrix=True)  # f16 X comes with ldmatrix fragments only
     w, x, y, cols = run_drawn_gemm(kctx, wtype, data, max(2, 3 * bk // wt.unit_qk), params)
     ref, tol = gemm(wtype, w, cols, x)
     if rounds_to_f16(kctx.arch, wtype):
@@ -238,6 +316,30 @@ MMA_SYNC_MUTANTS = {
 def test_mma_sync_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
     pinned = {"tile": MMA_BM, "ldmatrix": True}  # the default variant, the one mutated
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0"}, MMA_SYNC_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
+                            max_examples=SCALE_MUTANT_EXAMPLES)
+
+
+# The f16-X variant's own paths, pinned to it (default tile and ldmatrix) so that every drawn case runs
+# the mutant; the exponent mutants show only on rows that were scaled (SCALE_MUTANT_EXAMPLES).
+MMA_F16_X_MUTANTS = {
+    # The rows' exponents never applied: scaled rows come out 2^-e_r too small.
+    "exponent_not_applied": ("  acc_unscale(acc, xe, m0 + wm, mm, lane);\n", ""),
+    # The exponent applied the wrong way (2^-e_r instead of 2^e_r).
+    "exponent_inverted": ("x_scale_up((u32)xe[tok])", "x_scale_down((u32)xe[tok])"),
+    # Each lane's rows taken from the wrong half of the m16 tile (rows g and g + 8 exchanged): scaled
+    # rows get their neighbour's exponent.
+    "exponent_wrong_row": ("x_scale_up((u32)xe[tok])", "x_scale_up((u32)xe[(tok ^ 8u) < m ? (tok ^ 8u) : tok])"),
+    # The f16 X rows read with the shared tile's padded stride (ncols + 8 halves): wrong values, and
+    # reads past the end (checking mode).
+    "row_stride": ("const f16* row = x + (u64)tok * ncols + k0;", "const f16* row = x + (u64)tok * (ncols + 8u) + k0;"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MMA_F16_X_MUTANTS))
+def test_mma_sync_f16_x_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": True, "xin": "f16"}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned}, MMA_F16_X_MUTANTS[mutant],
                             lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=SCALE_MUTANT_EXAMPLES)
 

@@ -16,7 +16,12 @@ dynamic shared memory (mma_shared_bytes), so one barrier per K step suffices. Sa
 Fragments come from shared memory by ldmatrix .x4 (one per A fragment, one per two B fragments;
 `ldmatrix=False` keeps the earlier 32-bit loads, for benchmarks and tests). `tile=64`: 4 warps of
 32 x 32 on a 64 x 64 block tile, which mma_tile_for picks where 128 x 128 tiles would not give every
-SM a block (the 8B's K/V projections at m = 512).
+SM a block (the 8B's K/V projections at m = 512). `xin="f16"`: X comes already rounded to f16 by
+x_f16 (specs/x_f16.py: once per batch, row r scaled by 2^-xe[r]; arguments x f16 and xe i32 [m]),
+so the X tile is copied instead of converted per block column, and the sums of row r are scaled by
+2^xe[r] at the end; the default "f32" reads f32 X and rounds it per K step. Same accuracy bound
+(the per-row exponent is the one the bound's e_x already assumes), and the same bits where every
+chunk's exponent equals its row's.
 
 Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
@@ -51,6 +56,7 @@ MMA_SMALL_WARP_TILE = (32, 32)
 MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
 MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
 ACTS = ("mxfp8", "mxfp6")  # what the scaled-MFMA path quantizes X to (forge.load(acts=...))
+XIN = ("f32", "f16")  # mma.sync path: X as f32 (rounded per K step) or as x_f16's output (f16 + row exponents)
 LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
 HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
 
@@ -131,18 +137,22 @@ class Gemm(KernelSpec):
     # tile and ldmatrix: mma.sync choices (other paths take only the defaults). tile: the block tile
     # (mma_tile_for picks it from the shape); ldmatrix False: the 32-bit fragment loads it replaced,
     # kept so that benchmarks/gemm.py times both and the property tests prove both.
-    space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS}
+    # xin: the mma.sync path's X input (f16: converted once per batch by x_f16; others take only f32)
+    space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS, "xin": XIN}
     # acts: the scaled-MFMA path's X format (others take only the default)
-    defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8"}
+    defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8", "xin": "f32"}
     host = True
-    doc = "grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major, Y f32 [m, n_rows]"
+    doc = ("grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major (xin f16: x_f16's f16 X and "
+           "its i32 row exponents xe [m]), Y f32 [m, n_rows]")
 
     def valid(self, p, arch):
         if p["acts"] != "mxfp8" and not (arch.is_gpu_semantics and path(arch, p["wtype"]) == "mfma_scale"):
             return False  # only the scaled-MFMA path quantizes X to an MX format
-        if (p["tile"], p["ldmatrix"]) != (MMA_BM, True) and (
+        if (p["tile"], p["ldmatrix"], p["xin"]) != (MMA_BM, True, "f32") and (
                 not arch.is_gpu_semantics or path(arch, p["wtype"]) != "mma_sync"):
             return False
+        if p["xin"] == "f16" and not p["ldmatrix"]:
+            return False  # the 32-bit fragment loads are kept for comparison only, with f32 X
         if not arch.is_gpu_semantics:
             return True
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
@@ -156,7 +166,9 @@ class Gemm(KernelSpec):
         return threads <= arch.max_threads
 
     def args(self, p):
-        return [Arg.ptr("w", "u8", const=True), Arg.ptr("x", "f32", const=True), Arg.ptr("y", "f32"),
+        x = ([Arg.ptr("x", "f16", const=True), Arg.ptr("xe", "i32", const=True)] if p["xin"] == "f16"
+             else [Arg.ptr("x", "f32", const=True)])
+        return [Arg.ptr("w", "u8", const=True), *x, Arg.ptr("y", "f32"),
                 Arg.scalar("m", "i32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
 
     def launch(self, p, arch: Arch, *, m: int, n_rows: int, n_cols: int) -> Launch:
@@ -172,7 +184,7 @@ class Gemm(KernelSpec):
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
                 "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": mma_tiles(p["tile"])[3],
-                "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"]}
+                "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"], "xin": p["xin"]}
 
 
 register(Gemm())
