@@ -150,7 +150,7 @@ def _model_options(p) -> None:
                    help="where to run: auto (a GPU if present, else cpu), cpu (fast host path), cuda, hip, "
                         "emu/emu64 (the slow GPU-model emulator)")
     p.add_argument("--arch", help="build kernels for this arch instead of the device's own (see `forge archs`)")
-    p.add_argument("--kv-dtype", default="f16", choices=["f16", "f32", "fp8", "q8_0"], help="KV cache storage")
+    p.add_argument("--kv-dtype", default="f16", choices=["f16", "f32", "fp8", "q8_0", "mxfp6"], help="KV cache storage")
     p.add_argument("--ctx", type=int, default=None, help="context tokens (default: the model's, at most 4096)")
     p.add_argument("--kernels", metavar="PACK.tar", help="run the kernels of a pack (`forge build --pack`); no "
                                                          "compiler needed")

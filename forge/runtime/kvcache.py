@@ -5,7 +5,8 @@ Device storage, per layer, for K and for V alike (docs/KVCACHE.md):
     [n_pages][n_kv_heads][page_size][row_bytes(dtype, head_dim)]   bytes
 
 A row is one token of one KV head in the storage dtype: f32, f16, fp8 (E4M3 codes followed by the
-row's f32 power-of-two scale) or q8_0 (GGML blocks of 32: f16 scale + 32 int8). Page-major order
+row's f32 power-of-two scale), q8_0 (GGML blocks of 32: f16 scale + 32 int8) or mxfp6 (FP6 E2M3
+codes, then an E8M0 scale per block of 32, OCP MX). Page-major order
 keeps one page of one head contiguous (page_size * row_bytes), which is what an attention tile
 reads. A sequence owns a list of page ids; its block table is that list as an int32 device
 array, so position p lives in page table[p // page_size] at slot p % page_size.
@@ -24,16 +25,24 @@ import numpy as np
 
 from ..errors import KVCacheError
 
-KV_DTYPES = ("f32", "f16", "fp8", "q8_0")
+KV_DTYPES = ("f32", "f16", "fp8", "q8_0", "mxfp6")
 MAX_HEAD_DIM = 256  # kv_append holds a row in registers: 256 / wave size values per lane
 
 
 def row_bytes(dtype: str, head_dim: int) -> int:
     """Bytes of one stored row (one token, one KV head). KVCacheError for an unknown dtype or a
-    head_dim the dtype cannot hold (q8_0: a multiple of 32; fp8: of 4, so the scale is aligned)."""
+    head_dim the dtype cannot hold (q8_0: a multiple of 32; fp8: of 4, so the scale is aligned; mxfp6:
+    of 16)."""
     check_format(dtype, head_dim)
     return {"f32": 4 * head_dim, "f16": 2 * head_dim, "fp8": head_dim + 4,
-            "q8_0": head_dim // 32 * 34}[dtype]
+            "q8_0": head_dim // 32 * 34, "mxfp6": mxfp6_row_bytes(head_dim)}[dtype]
+
+
+def mxfp6_row_bytes(head_dim: int) -> int:
+    """mxfp6 row: head_dim 6-bit codes (3/4 byte each), then one E8M0 byte per block of 32 values
+    (the last block may hold 16), padded to 4 bytes so that rows stay 4-byte aligned."""
+    n_blocks = -(-head_dim // 32)
+    return 3 * head_dim // 4 + (n_blocks + 3) // 4 * 4
 
 
 def check_format(dtype: str, head_dim: int) -> None:
@@ -46,6 +55,9 @@ def check_format(dtype: str, head_dim: int) -> None:
         raise KVCacheError(f"q8_0 KV rows are blocks of 32; head_dim {head_dim} is not a multiple of 32")
     if dtype == "fp8" and head_dim % 4:
         raise KVCacheError(f"fp8 KV rows end in an f32 scale; head_dim {head_dim} must be a multiple of 4")
+    if dtype == "mxfp6" and head_dim % 16:
+        raise KVCacheError(f"mxfp6 KV rows pack 4 codes in 3 bytes and keep their scales 4-byte aligned; "
+                           f"head_dim {head_dim} must be a multiple of 16")
 
 
 def bytes_per_token(dtype: str, n_layers: int, n_kv_heads: int, head_dim: int) -> int:

@@ -24,7 +24,7 @@ from tests.oracles.attention import KV_DTYPES, kv_decode, kv_encode, place, shuf
 from tests.oracles.rope import rope_base
 
 DIMS = {"f32": [4, 38, 64, 80, 256], "f16": [4, 38, 64, 80, 256], "fp8": [4, 36, 64, 80, 256],
-        "q8_0": [32, 64, 96, 256]}
+        "q8_0": [32, 64, 96, 256], "mxfp6": [16, 48, 64, 80, 128, 256]}
 
 
 def tie_rows(x: np.ndarray, kv: str, rng) -> np.ndarray:
@@ -45,7 +45,27 @@ def tie_rows(x: np.ndarray, kv: str, rng) -> np.ndarray:
             amax = rng.choice([1.75 * 2.0 ** e, 2.0 ** e, 448.0])
             row[:] = rng.uniform(-amax, amax, len(row))
             row[rng.integers(len(row))] = amax * rng.choice([-1, 1])
+        elif kv == "mxfp6":
+            for b in range(0, len(row), 32):
+                row[b:b + 32] = mxfp6_tie_block(min(32, len(row) - b), e, rng)
     return x
+
+
+E2M3 = np.unique(np.abs(np.array([0.0] + [m / 8 for m in range(1, 8)] + [(1 + m / 8) * 2.0 ** k for k in range(3)
+                                                                            for m in range(8)])))
+E2M3_MIDS = (E2M3[:-1] + E2M3[1:]) / 2  # halfway between neighbouring magnitudes: ties to even
+
+
+def mxfp6_tie_block(n: int, e: int, rng) -> np.ndarray:
+    """n values of one MX block on rounding decisions: every value halfway between two E2M3
+    magnitudes times X = 2^e, and the block's max at a scale edge: 4X (a power of two: scale X),
+    just below it (scale X/2), 7.5X (the largest code), 7.75X (halfway to 8X: saturates) or just
+    below 8X; signs random."""
+    v = rng.choice(E2M3_MIDS, n) * 2.0 ** e
+    amax = rng.choice([4.0, 4.0 * (1 - 2.0 ** -24), 7.5, 7.75, 8.0 * (1 - 2.0 ** -24)]) * 2.0 ** e
+    v = np.minimum(v, amax)
+    v[rng.integers(n)] = amax
+    return v * rng.choice([-1, 1], n)
 
 
 def storage_step(stored_rows, kv, d, mag):
@@ -57,6 +77,13 @@ def storage_step(stored_rows, kv, d, mag):
     if kv == "fp8":  # E4M3 has 3 mantissa bits: half a step is 2^-4 relative, 2^-10 * s in subnormals
         s = np.ascontiguousarray(stored_rows[..., d:]).view(np.float32).astype(np.float64)
         return np.maximum(mag * 2.0 ** -4, s * 2.0 ** -10)
+    if kv == "mxfp6":
+        # E2M3 has 3 mantissa bits: half a step is 2^-4 relative, and 2^-4 X (X the block's E8M0
+        # scale) among its subnormals (below X); past 7.5 X it saturates: |v| - 7.5 X (< X / 2).
+        n_blocks = -(-d // 32)
+        sc = stored_rows[..., 3 * d // 4:3 * d // 4 + n_blocks].astype(np.float64)
+        x = np.repeat(np.where(sc == 255, np.nan, 2.0 ** (sc - 127)), 32, axis=-1)[..., :d]
+        return np.maximum(np.maximum(mag * 2.0 ** -4, x * 2.0 ** -4), mag - 7.5 * x)
     # q8_0: d/2 for the rounding of q, plus |q| times the f16 rounding of d (2^-11 relative, but
     # 2^-25 absolute once d is an f16 subnormal, below 2^-14: blocks of small values lose digits,
     # as in GGML). 1.01 covers x * (1/d) rounding in float32 and d vs its stored value.
@@ -102,7 +129,7 @@ def check_kv_append(kctx, kv, rope_on, data):
     mag = data.draw(st.sampled_from([1e-3, 1.0, 30.0, 1e3]))
     k = data.draw(arrays((n_tok, heads, d), np.float32, scale=mag))
     v = data.draw(arrays((n_tok, heads, d), np.float32))
-    if kv in ("q8_0", "fp8") and data.draw(st.booleans(), label="tie rows"):
+    if kv in ("q8_0", "fp8", "mxfp6") and data.draw(st.booleans(), label="tie rows"):
         k, v = tie_rows(k, kv, rng), tie_rows(v, kv, rng)
     if not rope_on:
         got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st)
@@ -148,6 +175,48 @@ def test_fp8_specials(kctx):
     np.testing.assert_array_equal(got_v, place(kv_encode(-k, "fp8"), table, 4, st_, pos))
     row0 = got_k[1, 0, 0]
     assert row0[0] == 0x7F and np.frombuffer(row0[d:].tobytes(), np.float32)[0] == 2.0 ** -2  # 100/448 -> 1/4
+
+
+MXFP6_SPECIAL_ROWS = [
+    [np.nan] + [1.0] * 31 + [2.0] * 16,  # NaN: its block is all NaN (scale 0xFF), the next block is not
+    [0.5] * 16 + [-np.inf] + [3.0] * 31,  # Inf: the same
+    [0.0] * 48,  # zero blocks: scale 2^-127, zero codes
+    [-0.0, 0.0, -1e-3, 1e-3] * 12,  # -0 and negatives rounding to 0 keep the sign bit
+    [1e-40, -3e-41, 1e-45, 0.0] * 12,  # f32 subnormals: the clamped scale 2^-127
+    [3.4e38, -1.7e38, 1e30, 1.0] * 12,  # the largest finite values: the largest scales
+    [7.75, 7.5, 0.0625, -0.1875] * 12,  # saturation tie (7.75 -> 7.5) and subnormal ties
+]
+
+
+def test_mxfp6_specials(kctx):
+    """The rows forge.quant.mx treats specially, stored as its codec does (bytes as the oracle's,
+    which is quantize_mx itself): NaN / Inf blocks, zeros, signed zeros, subnormal and huge values.
+    head_dim 48: a block of 32 and a block of 16."""
+    d = 48
+    k = np.array(MXFP6_SPECIAL_ROWS, np.float32)[:, None, :]
+    n = len(k)
+    table = np.array([1, 0], np.int32)
+    rb = kv_encode(np.zeros((1, d), np.float32), "mxfp6").shape[-1]
+    st_ = np.random.default_rng(0).integers(0, 256, (2, 1, 4, rb), dtype=np.uint8)
+    pos = np.arange(n, dtype=np.int32)
+    got_k, got_v = append(kctx, "mxfp6", k, -k, pos, table, 4, st_, st_)
+    np.testing.assert_array_equal(got_k, place(kv_encode(k, "mxfp6"), table, 4, st_, pos))
+    np.testing.assert_array_equal(got_v, place(kv_encode(-k, "mxfp6"), table, 4, st_, pos))
+    row0 = got_k[1, 0, 0]
+    assert list(row0[36:40]) == [0xFF, 127 - 2 + 1, 0, 0]  # NaN block; 2.0 = 2^1: scale 2^(1-2); padding
+
+
+def test_mxfp6_oracle_is_forge_quant():
+    """The oracle's row layout is forge.quant.mx's MXFP6 E2M3 blocks re-laid (payloads back to back,
+    then the scales): the same codes and scales as quantize_rows, and decode inverts it."""
+    from forge.quant import mx
+    x = np.random.default_rng(3).standard_normal((6, 128)).astype(np.float32) * 10.0 ** np.arange(-3, 3)[:, None]
+    rows = kv_encode(x, "mxfp6")
+    packed = mx.quantize_rows(x, mx.MXFP6_E2M3).reshape(6, 4, 25)
+    np.testing.assert_array_equal(rows[:, :96].reshape(6, 4, 24), packed[..., 1:])
+    np.testing.assert_array_equal(rows[:, 96:], packed[..., 0])
+    np.testing.assert_array_equal(kv_decode(rows, "mxfp6", 128),
+                                  mx.dequantize_rows(mx.quantize_rows(x, mx.MXFP6_E2M3), mx.MXFP6_E2M3, 128))
 
 
 def test_fp8_oracle_matches_forge_quant():

@@ -4,20 +4,22 @@ float64 attention (GQA, causal with n_past, scale) plus the split-K merge.
 
 The storage codecs are independent of the kernels: Q8_0 is gguf.quants (GGML's reference, ported),
 FP8 E4M3 is a nearest-value search over the 256-code table (test_kv_append cross-checks it with
-forge.quant.mx, the project's MX codec), f16/f32 are numpy casts. So the oracle attends over
+forge.quant.mx, the project's MX codec), MXFP6 is forge.quant.mx's quantize_mx itself (the format's
+reference: OCP MX v1.0 block quantization, tested against the spec there), f16/f32 are numpy casts. So the oracle attends over
 exactly the K/V values the cache holds."""
 
 from __future__ import annotations
 
 import numpy as np
 
-KV_DTYPES = ("f32", "f16", "fp8", "q8_0")
+KV_DTYPES = ("f32", "f16", "fp8", "q8_0", "mxfp6")
 U32 = 2.0 ** -24
 
 
 def row_bytes(dtype: str, d: int) -> int:
     """Bytes of one stored row (one token of one KV head) of d values."""
-    return {"f32": 4 * d, "f16": 2 * d, "fp8": d + 4, "q8_0": d // 32 * 34}[dtype]
+    return {"f32": 4 * d, "f16": 2 * d, "fp8": d + 4, "q8_0": d // 32 * 34,
+            "mxfp6": 3 * d // 4 + (-(-d // 32) + 3) // 4 * 4}[dtype]
 
 
 # ------------------------------------------------------------------------------------ FP8 E4M3
@@ -66,6 +68,36 @@ def fp8_scale(amax: float) -> np.float32:
     return np.float32(2.0 ** max(e, -126))
 
 
+# ------------------------------------------------------------------------------------- MXFP6
+def mxfp6_encode(flat: np.ndarray) -> np.ndarray:
+    """Rows [n, d] (d % 16 == 0) -> stored mxfp6 rows: forge.quant.mx's E2M3 codes of the row padded
+    with zeros to whole blocks of 32 (zeros change no block's max or specials), the first d codes as
+    a little-endian 6-bit stream (4 codes in 3 bytes), then the E8M0 scales, zero-padded to 4 bytes."""
+    from forge.quant import mx
+    n, d = flat.shape
+    nb = -(-d // 32)
+    scales, codes = mx.quantize_mx(np.pad(flat, ((0, 0), (0, 32 * nb - d))), mx.MXFP6_E2M3)
+    g = codes[:, :d].reshape(n, d // 4, 4).astype(np.uint32)
+    w = g[..., 0] | (g[..., 1] << 6) | (g[..., 2] << 12) | (g[..., 3] << 18)
+    stream = np.stack([w & 0xFF, (w >> 8) & 0xFF, w >> 16], axis=-1).reshape(n, 3 * d // 4)
+    out = np.zeros((n, row_bytes("mxfp6", d)), np.uint8)
+    out[:, :3 * d // 4] = stream
+    out[:, 3 * d // 4:3 * d // 4 + nb] = scales
+    return out
+
+
+def mxfp6_decode(flat: np.ndarray, d: int) -> np.ndarray:
+    """Stored mxfp6 rows [n, row_bytes] -> float64 values [n, d] (forge.quant.mx's dequantize_mx)."""
+    from forge.quant import mx
+    n, nb = len(flat), -(-d // 32)
+    b = flat[:, :3 * d // 4].reshape(n, d // 4, 3).astype(np.uint32)
+    w = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
+    codes = np.stack([(w >> (6 * t)) & 0x3F for t in range(4)], axis=-1).reshape(n, d)
+    codes = np.pad(codes, ((0, 0), (0, 32 * nb - d))).astype(np.uint8)
+    vals = mx.dequantize_mx(flat[:, 3 * d // 4:3 * d // 4 + nb], codes, mx.MXFP6_E2M3)
+    return vals[:, :d].astype(np.float64)
+
+
 # ------------------------------------------------------------------------------ rows of a dtype
 def kv_encode(x: np.ndarray, dtype: str) -> np.ndarray:
     """float32 rows [..., d] -> the stored bytes [..., row_bytes] a kernel must write."""
@@ -85,6 +117,8 @@ def kv_encode(x: np.ndarray, dtype: str) -> np.ndarray:
             s = fp8_scale(float(np.max(np.abs(row), initial=0.0, where=~np.isnan(row))))
             out[i, :d] = fp8_encode(row.astype(np.float64) / float(s))
             out[i, d:] = np.array([s], np.float32).view(np.uint8)
+    elif dtype == "mxfp6":
+        out = mxfp6_encode(flat)
     else:
         raise ValueError(dtype)
     return out.reshape(*lead, row_bytes(dtype, d))
@@ -105,6 +139,8 @@ def kv_decode(rows: np.ndarray, dtype: str, d: int) -> np.ndarray:
     elif dtype == "fp8":
         scale = np.ascontiguousarray(flat[:, d:]).view(np.float32).astype(np.float64)
         out = fp8_decode(flat[:, :d]) * scale
+    elif dtype == "mxfp6":
+        out = mxfp6_decode(flat, d)
     else:
         raise ValueError(dtype)
     return out.reshape(*lead, d)

@@ -154,9 +154,13 @@ def test_storage_allocation_failure_frees_what_was_allocated():
 
 
 def test_storage_sizes_and_bytes_per_token():
-    # Row sizes: f32 4d, f16 2d, fp8 d codes + f32 scale, q8_0 d/32 blocks of 34 bytes.
-    assert [row_bytes(t, 64) for t in KV_DTYPES] == [256, 128, 68, 68]
-    assert [row_bytes(t, 128) for t in KV_DTYPES] == [512, 256, 132, 136]
+    # Row sizes: f32 4d, f16 2d, fp8 d codes + f32 scale, q8_0 d/32 blocks of 34 bytes, mxfp6 3d/4
+    # bytes of codes + an E8M0 byte per 32 values, padded to 4.
+    assert [row_bytes(t, 64) for t in KV_DTYPES] == [256, 128, 68, 68, 52]
+    assert [row_bytes(t, 128) for t in KV_DTYPES] == [512, 256, 132, 136, 100]
+    assert [row_bytes("mxfp6", d) for d in (16, 80, 96, 256)] == [16, 64, 76, 200]
+    with pytest.raises(KVCacheError, match="multiple of 16"):
+        row_bytes("mxfp6", 72)
     # SmolLM2-135M: 30 layers x 3 KV heads x 64, K and V.
     assert bytes_per_token("f16", 30, 3, 64) == 2 * 30 * 3 * 128 == 23040
     assert bytes_per_token("q8_0", 32, 8, 128) == 2 * 32 * 8 * 136

@@ -4,7 +4,7 @@ from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 
-KV_DTYPES = ("f32", "f16", "fp8", "q8_0")
+KV_DTYPES = ("f32", "f16", "fp8", "q8_0", "mxfp6")
 
 
 class KVAppend(KernelSpec):
@@ -18,7 +18,8 @@ class KVAppend(KernelSpec):
     host = True
     oracle = "attention"
     doc = ("one wave per (token, kv head) row; head_dim <= 256 at run time (q8_0: a multiple of 32, "
-           "fp8: of 4); fp8 rows carry a power-of-two f32 scale, q8_0 rows are GGML blocks; "
+           "fp8: of 4, mxfp6: of 16); fp8 rows carry a power-of-two f32 scale, q8_0 rows are GGML blocks, "
+           "mxfp6 rows FP6 E2M3 codes then an E8M0 scale per 32 (OCP MX; gfx950: cvt_scalef32); "
            "n_rot > 0 rotates the first n_rot dims of K (rope_neox: NeoX pairing, else normal)")
 
     def valid(self, p, arch):
