@@ -9,13 +9,16 @@ adds: a matmul input quantized to 8-bit blocks, attention partials) or ("kv", la
 of every activation and scratch tensor, for the buffer planner.
 
 Choices, by what the arch offers (never by its name):
-  matmul     decode: gemv (f32 x), prefill: gemm; where the arch does 4-way int8 dot products and
+  matmul     decode: gemv (f32 x), prefill: gemm (with GEMM_F16_X, where the arch's gemm has the
+             f16-X variant: x rounded to f16 once by x_f16, shared by every gemm reading it);
+             where the arch does 4-way int8 dot products and
              matmul_q8 has the weight type: x is quantized once into 8-bit blocks (quantize_q8,
              shared by every matmul that reads the same x) and matmul_q8 does integer dots; MX
              weights where the arch multiplies MX formats natively (gfx950's scaled MFMA): gemv_mx
              up to 16 tokens, gemm beyond, X quantized to the model's `acts` (mxfp8 by default)
   attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
-             chunks + attn_combine, the context length read from device memory
+             chunks + attn_combine, the context length read from device memory (MERGED_ATTN: one
+             attn_decode combine=True launch that merges its own splits)
   rope       in place on q (K is rotated by kv_append on its way into the cache)
 
 Fusion (decode is launch-bound: a step is hundreds of launches of ~1.6 us each on an H100), where
@@ -36,6 +39,7 @@ from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
+from ..codegen.specs.attn_decode import counters as attn_counters
 from ..codegen.specs.gemm import gemm_params
 from ..codegen.specs.gemv_mx import TOKENS as GEMV_MX_TOKENS
 from ..codegen.specs.matmul_q8 import team_for
@@ -45,11 +49,21 @@ from .graph import GraphError, LayerGraph
 
 
 SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generating step
+# Prefill gemms on an arch whose gemm has the f16-X variant (mma.sync: sm_80/sm_90, emu-sm90) read X
+# converted to f16 once per distinct activation (x_f16, shared by Q/K/V and by gate/up) instead of
+# converting it in every block column. Off until measured on the H100 against the f32-X gemm
+# (benchmarks/gemm.py --variants ldm,f16x; the model's pp512).
+GEMM_F16_X = False
 # matmul_q8's row team on a GPU: the smallest that gives each thread at most this many 32-column
 # units. Measured on the H100 (one call, each setting twice; docs/PERFORMANCE.md): 4 against 1
 # (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
 # than both on the 8B.
 TEAM_UNITS = 4
+# Decode attention as one launch where the arch has it: attn_decode combine=True (its last block of a
+# (KV head, row tile) merges the splits; quant=q8 where attn_combine's q8 peephole would apply) instead
+# of attn_decode + attn_combine. Its counters are the reference ("zeroed", name, bytes): a buffer of
+# its own, zeroed once when allocated, which the executor must provide (the kernel leaves it zeroed).
+MERGED_ATTN = False
 
 
 @dataclass
@@ -106,6 +120,7 @@ class _Lowerer:
         self.sizes: dict[str, int] = {}
         self.alias: dict[str, str] = {}
         self.q8: dict[str, tuple[str, str]] = {}  # activation -> its quantized (xq, xd)
+        self.xh: dict = {}  # activation -> its f16 copy and row exponents (x_f16), for the gemms
         self.outputs = {t.name for t in g.of_kind("output")}
         self.readers: dict[str, list] = {}  # tensor -> the nodes that read it
         for n in g.nodes:
@@ -174,8 +189,12 @@ class _Lowerer:
             params = gemm_params(self.arch, wt, rows, n_out)
             if acts and has_variant("gemm", self.arch, **params, acts=acts):
                 params["acts"] = acts
+            xargs = {"x": x}
+            if GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):
+                params["xin"] = "f16"
+                xargs = dict(zip(("x", "xe"), self.x_f16(x, rows, n_in)))
             self.call("gemm", params,
-                      {"w": w, "x": x, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
+                      {"w": w, **xargs, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
 
     # ---- fusion peepholes ---------------------------------------------------------------------
@@ -255,6 +274,17 @@ class _Lowerer:
             self.call("quantize_q8", {}, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
             self.q8[x] = (xq, xd)
         return self.q8[x]
+
+    def x_f16(self, x, rows: int, cols: int) -> tuple[str, str]:
+        """(xh, xe): x rounded to f16 with a power-of-two exponent per row, by one x_f16 call per
+        activation however many gemms read it (the f16-X gemm's input)."""
+        if x not in self.xh:
+            name = x if isinstance(x, str) else f"{x[1]}@{x[2]}"  # a view: its base and byte offset
+            xh = self.scratch(f"{name}:f16", rows * cols * 2)
+            xe = self.scratch(f"{name}:f16e", rows * 4)
+            self.call("x_f16", {}, {"x": x, "xh": xh, "xe": xe, "n_cols": cols}, xh, rows=rows, n_cols=cols)
+            self.xh[x] = (xh, xe)
+        return self.xh[x]
 
     def fuse_norm_q8(self, x: str, rows: int, cols: int) -> bool:
         """The call just emitted made x (rmsnorm, or attn_combine's o) and only integer matmuls read
@@ -347,10 +377,37 @@ class _Lowerer:
         ns, h, d = self.opts.splits or decode_splits(self.arch, a["n_kv_heads"]), a["n_heads"], a["head_dim"]
         po = self.scratch("attn.part_o", ns * h * d * 4)
         pml = self.scratch("attn.part_ml", ns * h * 2 * 4)
-        self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
-                  o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+        args = {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)}
+        if MERGED_ATTN and self.fusable("attn_decode", **params, combine=True):
+            # one launch; the counters' buffer outlives the step (never shared with other tensors)
+            args["count"] = ("zeroed", "attn.count", 4 * attn_counters(h, a["n_kv_heads"]))
+            if self.merged_q8(o, params):  # o's only readers are integer matmuls: its 8-bit blocks instead
+                xq, xd = self.q8[o]
+                self.call("attn_decode", {**params, "combine": True, "quant": "q8"}, {**args, "xq": xq, "xd": xd},
+                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+            else:
+                self.call("attn_decode", {**params, "combine": True}, {**args, "o": o},
+                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+            return
+        self.call("attn_decode", params, args, o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
         self.call("attn_combine", {"block": 128},
                   {"part_o": po, "part_ml": pml, "o": o, "n_splits": ns, "n_heads": h, "head_dim": d}, o, n_heads=h)
+
+    def merged_q8(self, o: str, params: dict) -> bool:
+        """The merged decode attention writes o's 8-bit blocks (registered in self.q8, as
+        fuse_norm_q8 does for attn_combine) when every reader of o is an integer matmul and the
+        arch has that variant; decided before the call, since its readers come later."""
+        readers = self.readers.get(o, [])
+        rows, cols = self.shape(o)
+        if not readers or o in self.outputs or not self.fusable("attn_decode", **params, combine=True, quant="q8"):
+            return False
+        for r in readers:
+            if r.op != "matmul" or r.inputs[1] != o:
+                return False
+            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
+                return False
+        self.q8[o] = (self.scratch(f"{o}:q8", rows * cols), self.scratch(f"{o}:q8d", rows * (cols // 32) * 8))
+        return True
 
     def last_rows(self, n, x):
         (y,) = n.outputs
