@@ -1,0 +1,129 @@
+"""gfx950's KV conversions on the cvt_scalef32 instructions (mx_cvt), on emu-gfx950 where
+common/mx_emu.h.j2 emulates them bit-exactly: the same rows and pages through emu-gfx950 (the
+builtins: mxfp6's 2xpk16_fp6_f32 encode and pk32_f32_fp6 decodes, fp8's pk_f32_fp8 decodes) and
+through emu64 (the portable bit operations, the same wave size) must give bit-identical bytes
+(kv_append) and bit-identical attention outputs (flash_attn through kv_load, attn_decode through its
+segment loads), and the bytes must be the oracle's (forge.quant.mx for mxfp6). The conversions
+take exact inputs (values pre-scaled by a power of two, clamped to E2M3's max) and produce exact
+outputs (a code's value times a power of two), so identity, not a tolerance, is the property."""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from forge.arch import get_arch
+from tests.conftest import KernelContext
+from tests.kernels.harness import run_kernel
+from tests.kernels.mutants import assert_property_catches
+from tests.kernels.strategies import arrays
+from tests.kernels.test_kv_append import MXFP6_SPECIAL_ROWS, append, tie_rows
+from tests.oracles.attention import kv_encode, paged_kv, place, shuffled_pages
+
+CVT_DTYPES = ("fp8", "mxfp6")
+
+
+def emu_target(request, name: str) -> KernelContext:
+    """A kernel context on the emulator target `name`; skipped unless --backend runs the emulator."""
+    if request.config.getoption("--backend") not in ("cpu", "emu"):
+        pytest.skip(f"{name} is an emulator target: --backend cpu or emu")
+    from forge.runtime.dispatch import Dispatcher
+    from forge.runtime.emu import EmuDevice
+    arch = get_arch(name)
+    dev = EmuDevice(arch.wave_size)
+    return KernelContext(dev, arch, Dispatcher(dev, arch))
+
+
+@pytest.fixture(scope="module")
+def cvt_ctx(request):
+    return emu_target(request, "emu-gfx950")
+
+
+@pytest.fixture(scope="module")
+def plain_ctx(request):
+    return emu_target(request, "emu64")
+
+
+def draw_rows(data, kv, n_tok, heads, d, rng):
+    """K or V rows: random at a drawn magnitude, rows on rounding decisions, or the special rows."""
+    kind = data.draw(st.sampled_from(["random", "ties", "specials"]), label="rows")
+    x = data.draw(arrays((n_tok, heads, d), np.float32, scale=data.draw(st.sampled_from([1e-3, 1.0, 1e3]))))
+    if kind == "ties":
+        x = tie_rows(x, kv, rng)
+    elif kind == "specials":
+        specials = np.array(MXFP6_SPECIAL_ROWS, np.float32)  # 48 wide: tiled to d
+        flat = x.reshape(-1, d)
+        for r in range(len(flat)):
+            if rng.random() < 0.5:
+                flat[r] = np.resize(specials[rng.integers(len(specials))], d)
+    return x
+
+
+def check_append(cvt, plain, kv, data):
+    """One drawn append on both targets: equal bytes, and the oracle's."""
+    heads, d = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([16, 48, 64, 80, 128, 256]))
+    n_tok, page_size = data.draw(st.integers(1, 6)), data.draw(st.sampled_from([1, 4]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    pos = np.arange(n_tok, dtype=np.int32)
+    n_pages, table = shuffled_pages(n_tok, page_size, rng)
+    rb = kv_encode(np.zeros((1, d), np.float32), kv).shape[-1]
+    k_st, v_st = (rng.integers(0, 256, (n_pages, heads, page_size, rb), dtype=np.uint8) for _ in "kv")
+    k, v = (draw_rows(data, kv, n_tok, heads, d, rng) for _ in "kv")
+    if kv == "fp8":  # the fp8 row scale treats Inf as its own case; NaN/Inf rows are test_fp8_specials'
+        k, v = np.nan_to_num(k, posinf=448.0, neginf=-448.0), np.nan_to_num(v, posinf=1.0, neginf=-1.0)
+    got = append(cvt, kv, k, v, pos, table, page_size, k_st, v_st)
+    ref = append(plain, kv, k, v, pos, table, page_size, k_st, v_st)
+    for g, r, x in zip(got, ref, (k, v)):
+        np.testing.assert_array_equal(g, r)
+        np.testing.assert_array_equal(g, place(kv_encode(x, kv), table, page_size, k_st if x is k else v_st, pos))
+
+
+@pytest.mark.parametrize("kv", CVT_DTYPES)
+@given(data=st.data())
+def test_kv_append_cvt_is_portable(cvt_ctx, plain_ctx, kv, data):
+    check_append(cvt_ctx, plain_ctx, kv, data)
+
+
+def run_attention(ctx, family, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads):
+    """flash_attn (all queries at the context's end, not causal) or attn_decode (one query, one
+    split) over the stored pages; the output rows."""
+    n_q, n_heads, d = q.shape
+    if family == "flash_attn":
+        args = {"q": q, "k_cache": k_st, "v_cache": v_st, "block_table": table, "o": np.full_like(q, np.nan),
+                "n_q": n_q, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "page_size": page_size,
+                "kv_len": kv_len, "n_past": kv_len - n_q, "causal": 0, "scale": 0.125}
+        return run_kernel(ctx, "flash_attn", {"head_dim": d, "kv": kv}, args, ["o"],
+                          n_q=n_q, n_heads=n_heads, n_kv_heads=n_kv_heads)["o"]
+    from forge.codegen.specs import attn_decode
+    if kv not in attn_decode.STEPS:
+        pytest.skip(f"specs/attn_decode.py has no STEPS entry for {kv} yet (the lead adds it)")
+    args = {"q": q[0], "k_cache": k_st, "v_cache": v_st, "block_table": table,
+            "part_o": np.full((1, n_heads, d), np.nan, np.float32), "part_ml": np.full((1, n_heads, 2), np.nan, np.float32),
+            "n_heads": n_heads, "n_kv_heads": n_kv_heads, "page_size": page_size,
+            "kv_len": np.array([kv_len], np.int32), "scale": 0.125}
+    out = run_kernel(ctx, "attn_decode", {"head_dim": d, "kv": kv}, args, ["part_o", "part_ml"],
+                     n_splits=1, n_heads=n_heads, n_kv_heads=n_kv_heads)
+    return np.concatenate([out["part_o"], out["part_ml"]], axis=-1)
+
+
+def check_attention(cvt, plain, family, kv, data):
+    """The same stored pages read on both targets: bit-identical outputs, finite where the rows are."""
+    d = data.draw(st.sampled_from([64, 80, 128, 256]), label="d")
+    n_kv, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([1, 4]))
+    kv_len, page_size = data.draw(st.integers(1, 40), label="kv_len"), data.draw(st.sampled_from([4, 16]))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    n_q = 1 if family == "attn_decode" else min(kv_len, data.draw(st.integers(1, 3)))
+    q = rng.standard_normal((n_q, n_kv * group, d)).astype(np.float32)
+    k, v = (rng.standard_normal((kv_len, n_kv, d)).astype(np.float32) * 10.0 ** rng.integers(-3, 3) for _ in "kv")
+    n_pages, table = shuffled_pages(kv_len, page_size, rng)
+    k_st, v_st, _, _ = paged_kv(k, v, kv, page_size, table, n_pages, rng)
+    got = run_attention(cvt, family, kv, q, k_st, v_st, table, page_size, kv_len, n_kv)
+    ref = run_attention(plain, family, kv, q, k_st, v_st, table, page_size, kv_len, n_kv)
+    assert np.all(np.isfinite(ref))
+    np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.parametrize("family", ["flash_attn", "attn_decode"])
+@pytest.mark.parametrize("kv", CVT_DTYPES)
+@given(data=st.data())
+def test_attention_cvt_reads_are_portable(cvt_ctx, plain_ctx, family, kv, data):
+    check_attention(cvt_ctx, plain_ctx, family, kv, data)
