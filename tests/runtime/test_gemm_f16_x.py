@@ -1,0 +1,65 @@
+"""The f16-X prefill gemm in a whole model (forge/runtime/lower.py GEMM_F16_X): with the switch on,
+lowering emits one x_f16 per distinct gemm input (shared by Q/K/V and by gate/up) and the gemm
+xin="f16"; a tiny model prefilled that way on emu-sm90 (or --backend cuda) matches the float64
+reference within test_executor's bound (its f16-gemm term applies unchanged: the same roundings),
+and gives the same logits as with the switch off on the emulator, bit for bit (every activation of a
+tiny random model stays far below 2^15 or scales the same per chunk and per row, so every product
+and sum is the same: tests/kernels/test_gemm.py)."""
+
+import numpy as np
+import pytest
+
+from forge.arch import get_arch
+from forge.model.config import load_config
+from forge.model.gguf import load_gguf
+from forge.model.llama import build_llama_graph
+from forge.model.weights import weight_types
+from forge.runtime import lower as lower_mod
+from forge.runtime.lower import lower
+from tests.helpers.tiny_gguf import write_tiny_gguf
+from tests.oracles.llama import Reference
+from tests.runtime.test_executor import IDS, bound, executor, q8_rule
+
+
+def tiny(tmp_path, wtype: str):
+    n_embd = 256 if wtype.endswith("_K") else 128
+    return write_tiny_gguf(tmp_path / "m.gguf", n_embd=n_embd, n_head=n_embd // 64, n_head_kv=1, n_ff=256,
+                           weight_type=wtype, embd_type="Q8_0" if wtype.endswith("_K") else None)
+
+
+def test_lowering_converts_each_input_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(lower_mod, "GEMM_F16_X", True)
+    p = tiny(tmp_path, "Q4_0")
+    g = build_llama_graph(load_config(p), weight_types(load_gguf(p)))
+    calls = lower(g, get_arch("emu-sm90"), "prefill", 7, 7).calls
+    gemms = [c for c in calls if c.family == "gemm"]
+    convs = [c for c in calls if c.family == "x_f16"]
+    assert gemms and all(c.params.get("xin") == "f16" for c in gemms)
+    assert len({c.args["x"] for c in convs}) == len(convs), "an input converted twice"
+    assert len(convs) < len(gemms), "Q/K/V and gate/up should share their conversion"
+    made = {c.args["xh"]: c.args["xe"] for c in convs}
+    for c in gemms:
+        assert made[c.args["x"]] == c.args["xe"]
+        assert calls.index(next(v for v in convs if v.args["xh"] == c.args["x"])) < calls.index(c)
+    monkeypatch.setattr(lower_mod, "GEMM_F16_X", False)
+    off = lower(g, get_arch("emu-sm90"), "prefill", 7, 7).calls
+    assert not any(c.family == "x_f16" or "xin" in c.params for c in off)
+
+
+@pytest.mark.parametrize("wtype", ["Q4_0", "Q4_K", "F16"])
+def test_model_prefill_with_f16_x(tmp_path, backend, wtype, monkeypatch):
+    if backend not in ("emu-sm90", "cuda"):
+        pytest.skip("the f16-X gemm exists on mma.sync archs: emu-sm90 here, cuda on the GPU")
+    p = tiny(tmp_path, wtype)
+    ex = executor(p, backend)
+    want_off = ex.prefill(IDS, all_rows=True)
+    ex.close()
+    monkeypatch.setattr(lower_mod, "GEMM_F16_X", True)
+    ex = executor(p, backend)
+    want = Reference(p, q8=q8_rule(ex, 2)).logits(IDS)
+    got = ex.prefill(IDS, all_rows=True)  # chunks of 5, 5 and 3 tokens
+    assert any(name.endswith(":f16") for ph in ex._phases.values() for name in ph.slot_of), "no x_f16 output planned"
+    assert np.abs(got - want).max() <= bound(ex, "f32") * np.abs(want).max()
+    if backend == "emu-sm90":
+        assert np.array_equal(got, want_off)
+    ex.close()
