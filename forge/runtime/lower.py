@@ -17,7 +17,8 @@ Choices, by what the arch offers (never by its name):
              weights where the arch multiplies MX formats natively (gfx950's scaled MFMA): gemv_mx
              up to 16 tokens, gemm beyond, X quantized to the model's `acts` (mxfp8 by default)
   attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
-             chunks + attn_combine, the context length read from device memory
+             chunks + attn_combine, the context length read from device memory (MERGED_ATTN: one
+             attn_decode combine=True launch that merges its own splits)
   rope       in place on q (K is rotated by kv_append on its way into the cache)
 
 Fusion (decode is launch-bound: a step is hundreds of launches of ~1.6 us each on an H100), where
@@ -38,6 +39,7 @@ from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
+from ..codegen.specs.attn_decode import counters as attn_counters
 from ..codegen.specs.gemm import gemm_params
 from ..codegen.specs.gemv_mx import TOKENS as GEMV_MX_TOKENS
 from ..codegen.specs.matmul_q8 import team_for
@@ -57,6 +59,11 @@ GEMM_F16_X = False
 # (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
 # than both on the 8B.
 TEAM_UNITS = 4
+# Decode attention as one launch where the arch has it: attn_decode combine=True (its last block of a
+# (KV head, row tile) merges the splits; quant=q8 where attn_combine's q8 peephole would apply) instead
+# of attn_decode + attn_combine. Its counters are the reference ("zeroed", name, bytes): a buffer of
+# its own, zeroed once when allocated, which the executor must provide (the kernel leaves it zeroed).
+MERGED_ATTN = False
 
 
 @dataclass
@@ -370,10 +377,37 @@ class _Lowerer:
         ns, h, d = self.opts.splits or decode_splits(self.arch, a["n_kv_heads"]), a["n_heads"], a["head_dim"]
         po = self.scratch("attn.part_o", ns * h * d * 4)
         pml = self.scratch("attn.part_ml", ns * h * 2 * 4)
-        self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
-                  o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+        args = {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)}
+        if MERGED_ATTN and self.fusable("attn_decode", **params, combine=True):
+            # one launch; the counters' buffer outlives the step (never shared with other tensors)
+            args["count"] = ("zeroed", "attn.count", 4 * attn_counters(h, a["n_kv_heads"]))
+            if self.merged_q8(o, params):  # o's only readers are integer matmuls: its 8-bit blocks instead
+                xq, xd = self.q8[o]
+                self.call("attn_decode", {**params, "combine": True, "quant": "q8"}, {**args, "xq": xq, "xd": xd},
+                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+            else:
+                self.call("attn_decode", {**params, "combine": True}, {**args, "o": o},
+                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+            return
+        self.call("attn_decode", params, args, o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
         self.call("attn_combine", {"block": 128},
                   {"part_o": po, "part_ml": pml, "o": o, "n_splits": ns, "n_heads": h, "head_dim": d}, o, n_heads=h)
+
+    def merged_q8(self, o: str, params: dict) -> bool:
+        """The merged decode attention writes o's 8-bit blocks (registered in self.q8, as
+        fuse_norm_q8 does for attn_combine) when every reader of o is an integer matmul and the
+        arch has that variant; decided before the call, since its readers come later."""
+        readers = self.readers.get(o, [])
+        rows, cols = self.shape(o)
+        if not readers or o in self.outputs or not self.fusable("attn_decode", **params, combine=True, quant="q8"):
+            return False
+        for r in readers:
+            if r.op != "matmul" or r.inputs[1] != o:
+                return False
+            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
+                return False
+        self.q8[o] = (self.scratch(f"{o}:q8", rows * cols), self.scratch(f"{o}:q8d", rows * (cols // 32) * 8))
+        return True
 
     def last_rows(self, n, x):
         (y,) = n.outputs
