@@ -22,6 +22,11 @@ byte count, measured as benchmarks/gemv.py does (../shared/peer/read_limit.py's 
 "new" and "old". benchmarks/baselines/attn_decode_21860a1 holds the sm_90 head_dim 128 kernels
 before the per-wave rewrite (rendered at commit 21860a1; that kernel took 8 heads a block, so the
 comparison needs a group of at most 4 heads, where both launch one row tile).
+--merged: after each split count's decode + combine row, the merged variant (attn_decode combine=True:
+the last block of a (KV head, row tile) merges the splits; forge/runtime/lower.py MERGED_ATTN) on the
+same caches and buffers, one launch a step: rows "n+m" ("step us" is its one launch; its counters are
+checked back at 0 after the timed replays). For the lead's MERGED_ATTN decision:
+    python benchmarks/attention.py --backend cuda --kv f16,q8_0 --context 4096 --splits 16,32,64 --merged
 --variant KEY=VAL,... (repeatable): also time attn_decode rendered with its spec's template context
 changed (specs/attn_decode.py: steps = key steps per wave tile, min_blocks = the sm_90 launch
 bound), written to a temporary FORGE_OVERRIDE_DIR; rows v1, v2, ... in the order given.
@@ -158,6 +163,8 @@ def bench(dev, arch, kernels, kv, args, rng) -> list[dict]:
                    "partial_bytes": ns * nh * (d + 2) * 4 * 2, "rel_err": rel,
                    "check": "ok" if rel < 1e-4 else "WRONG"}
             out.append(row)
+            if args.merged:
+                out.append(bench_merged(dev, arch, kernels, kv, args, bufs, caches, ns, ref, row))
         return out
     finally:
         for b in bufs.values():
@@ -165,6 +172,40 @@ def bench(dev, arch, kernels, kv, args, rng) -> list[dict]:
         for c in caches:
             for b in c:
                 dev.free(b)
+
+
+def bench_merged(dev, arch, kernels, kv, args, bufs, caches, ns, ref, base: dict) -> dict:
+    """The merged variant (attn_decode combine=True: its last block of a (KV head, row tile) merges
+    the splits) timed as one launch a step on the same caches, right after `base` (decode + combine
+    at the same split count); its counters zeroed once and checked back at 0 after the timing."""
+    from forge.codegen.specs.attn_decode import counters
+    nh, nkv, d = args.heads, args.kv_heads, args.head_dim
+    mer = kernels.get("attn_decode", head_dim=d, kv=kv, combine=True)
+    g = mer.variant.launch(arch, n_splits=ns, n_heads=nh, n_kv_heads=nkv)
+    n_count = counters(nh, nkv)
+    count = dev.alloc(4 * n_count)
+    try:
+        dev.upload(count, np.zeros(n_count, np.uint32))
+
+        def step(c):
+            named = {"q": bufs["q"], "k_cache": c[0], "v_cache": c[1], "block_table": c[2], "part_o": bufs["po"],
+                     "part_ml": bufs["pml"], "n_heads": nh, "n_kv_heads": nkv, "page_size": args.page_size,
+                     "kv_len": bufs["len"], "scale": float(np.float32(1 / np.sqrt(d))), "o": bufs["o"], "count": count}
+            return [BoundLaunch(mer.fn, g.grid, g.block, g.shared_bytes, tuple(named[a.name] for a in mer.args),
+                                tuple(mer.args))]
+        dev.memset(bufs["o"], 0xFF)
+        dev.record(step(caches[0])).run()
+        dev.synchronize()
+        got = np.frombuffer(dev.download(bufs["o"]), np.float32).reshape(nh, d).astype(np.float64)
+        rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+        steps = [lb for i in range(args.launches) for lb in step(caches[i % len(caches)])]
+        med = statistics.median(time_launches(dev, steps, args.repeats))  # one launch a step
+        left = np.frombuffer(dev.download(count, 4 * n_count), np.uint32)
+        ok = rel < 1e-4 and not left.any()
+        return {**base, "us": med * 1e6, "us_decode": med * 1e6, "gbs": base["bytes"] / med / 1e9, "rel_err": rel,
+                "merged": True, "counters_left": int(left.sum()), "check": "ok" if ok else "WRONG"}
+    finally:
+        dev.free(count)
 
 
 def report(dev, arch, r: dict, args) -> dict:
@@ -233,6 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-dir", help="also time the attn_decode sources in DIR (FORGE_OVERRIDE_DIR): rows 'old'")
+    ap.add_argument("--merged", action="store_true",
+                    help="also time attn_decode combine=True (one launch a step) after each split count: rows n+m")
     ap.add_argument("--variant", action="append", default=[],
                     help="KEY=VAL,... of attn_decode's template context (steps, min_blocks): rows v1, v2, ...")
     args = ap.parse_args(argv)
@@ -267,7 +310,7 @@ def main(argv=None) -> int:
                 with override_dir(odir):  # a fresh Dispatcher: its kernels compile (or load) under this source
                     got = bench(dev, arch, Dispatcher(dev, arch), kv, args, np.random.default_rng(args.seed))
                 for r in got:
-                    r["src"] = src
+                    r["src"] = src if not r.get("merged") else f"{src[0]}+m"
                     rows.append(report(dev, arch, r, args))
     except ForgeError as e:
         print(f"attention bench: error: {e}", file=sys.stderr)
