@@ -5,10 +5,14 @@
     python benchmarks/gemm.py --backend emu-sm90 --small          # the mma.sync path on the emulator (CI-sized)
     python benchmarks/gemm.py --backend emu --small               # the scalar path on the emulator
     python benchmarks/gemm.py --backend cuda --types q4_0,f16 --variants old,ldm,ldm_t64   # per lever
+    python benchmarks/gemm.py --backend cuda --variants ldm,ldm_t64,f16x                   # X as f16 once a batch
 
 Variants (--variants; the mma.sync path's gemm parameters, each timed and checked on the same data):
 old = the 32-bit fragment loads on 128 x 128 tiles (the kernel before issue 15's levers), ldm =
-ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles. The 'auto' column marks
+ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, f16x = X converted to
+f16 once by x_f16 and read by the gemm xin=f16 (lowering's GEMM_F16_X) on the tile lowering picks:
+three rows, f16x (conversion + gemm, launched in pairs), f16x_gemm (the gemm alone, on converted X)
+and f16x_conv (the conversion alone). The 'auto' column marks
 the variant lowering picks for the shape (specs/gemm.py gemm_params), and the 8B estimate is printed
 per variant and for 'auto' (each shape at its picked variant). Paths other than mma.sync have only
 their default parameters ('default').
@@ -31,7 +35,9 @@ inside it. A sanity check for a benchmark, not the property test.
 The 8B estimate: llama-3-8B's 32 layers each run q, o (4096x4096), k, v (1024x4096), gate, up
 (14336x4096) and down (4096x14336) on the same m tokens; the sum of the measured times per layer x
 32 is the projections' share of one prefill batch (attention, norms, RoPE and the output head are
-not in it). For scale: llama.cpp's pp512 on an H100 with a llama-8B Q4_0 is ~10.8k tokens/s, i.e.
+not in it). For f16x the estimate counts the conversions a layer really makes (lowering shares one
+per distinct input: q/k/v's, o's, gate/up's of 4096 columns and down's of 14336) beside f16x_gemm's
+times, instead of one per projection. For scale: llama.cpp's pp512 on an H100 with a llama-8B Q4_0 is ~10.8k tokens/s, i.e.
 ~47 ms per 512-token batch for the whole model.
 """
 
@@ -75,7 +81,8 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
 
 
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
-MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}}
+MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "f16x": {"xin": "f16"}}
+CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 launches per 8B layer by column count (lowering shares them)
 
 
 def variants_for(arch, wtype: str, names: list[str]) -> dict[str, dict]:
@@ -92,11 +99,16 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
     x = rng.standard_normal((m, cols)).astype(np.float32)
     bws = rotation(dev, raw, args.rotate_mb)
     bx, by = dev.alloc(x.nbytes), dev.alloc(m * rows * 4)
+    bxh, bxe = dev.alloc(m * cols * 2), dev.alloc(m * 4)  # x_f16's output, for f16x
     auto = {k: v for k, v in gemm_params(kernels.arch, wtype, m, rows).items() if k != "wtype"}
     out = []
     try:
         dev.upload(bx, x)
         for name, params in variants.items():
+            if params.get("xin") == "f16":
+                out += bench_f16x(dev, kernels, wtype, m, rows, cols, args, raw, x, bws, (bx, bxh, bxe, by),
+                                  {**params, **{k: v for k, v in auto.items() if k == "tile"}})
+                continue
             k = kernels.get("gemm", wtype=wtype, **params)
             g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
             dev.memset(by, 0xFF)  # NaN: every output must be written
@@ -112,18 +124,64 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             full = k.variant.params
             out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": full,
                         "auto": name == "default" or all(full.get(p) == v for p, v in {"tile": 128, "ldmatrix": True,
-                                                                                       **auto}.items()),
+                                                                                       "xin": "f32", **auto}.items()),
                         "grid": list(g.grid), "shared": g.shared_bytes, "us": t * 1e6,
                         "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok})
     finally:
-        for b in (*bws, bx, by):
+        for b in (*bws, bx, by, bxh, bxe):
             dev.free(b)
+    return out
+
+
+def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, raw, x, bws, bufs,
+               params: dict) -> list[dict]:
+    """Rows f16x (x_f16 then the gemm xin=f16, launched in pairs), f16x_gemm (the gemm alone) and
+    f16x_conv (x_f16 alone), on the same data as the other variants; the gemm's output checked."""
+    bx, bxh, bxe, by = bufs
+    conv, k = kernels.get("x_f16"), kernels.get("gemm", wtype=wtype, **params)
+    gc, g = conv.variant.launch(conv.arch, rows=m, n_cols=cols), k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
+    dev.memset(by, 0xFF)
+    conv(bx, bxh, bxe, cols, rows=m, n_cols=cols)
+    k(bws[0], bxh, bxe, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
+    dev.synchronize()
+    ok = "-"
+    if args.check:
+        y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+        ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
+
+    def conv_launch():
+        return BoundLaunch(conv.fn, gc.grid, gc.block, gc.shared_bytes, (bx, bxh, bxe, cols), tuple(conv.args))
+
+    def gemm_launch(i):
+        return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxh, bxe, by, m, rows, cols),
+                           tuple(k.args))
+
+    lists = {"f16x": [L for i in range(args.launches) for L in (conv_launch(), gemm_launch(i))],
+             "f16x_gemm": [gemm_launch(i) for i in range(args.launches)],
+             "f16x_conv": [conv_launch() for _ in range(args.launches)]}
+    out = []
+    for name, launches in lists.items():
+        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
+        grid = gc.grid if name == "f16x_conv" else g.grid
+        out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
+                    "auto": False, "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
+                    "tflops": 0.0 if name == "f16x_conv" else 2.0 * m * rows * cols / t / 1e12, "check": ok})
     return out
 
 
 def estimate(rows_out: list[dict], wtype: str, m: int, variant: str) -> float | None:
     """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes of `variant`
     ('auto': each shape's picked variant); None when a shape of LAYER was not measured."""
+    if variant == "f16x":  # the gemms alone plus the conversions a layer makes (module docstring)
+        gemm, conv = estimate(rows_out, wtype, m, "f16x_gemm"), {}
+        for r in rows_out:
+            if r["wtype"] == wtype and r["m"] == m and r["variant"] == "f16x_conv":
+                conv[r["cols"]] = r["us"] * 1e-6
+        if gemm is None or not all(c in conv for c in CONVERSIONS):
+            return None
+        return gemm + N_LAYERS * sum(n * conv[c] for c, n in CONVERSIONS.items())
+    if variant == "f16x_conv":
+        return None
     t = {(r["rows"], r["cols"]): r["us"] * 1e-6 for r in rows_out if r["wtype"] == wtype and r["m"] == m
          and (r["auto"] if variant == "auto" else r["variant"] == variant)}
     if not all(s in t for s in LAYER):
@@ -149,7 +207,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the correctness check")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="old,ldm,ldm_t64",
+    ap.add_argument("--variants", default="old,ldm,ldm_t64,f16x",
                     help=f"mma.sync variants to time per case, of {', '.join(MMA_VARIANTS)} (module docstring)")
     args = ap.parse_args(argv)
     gpu = args.backend in ("cuda", "hip")
@@ -174,7 +232,7 @@ def main(argv=None) -> int:
         print(f"gemm Y = X W^T on {dev!r} ({arch.name}); "
               f"{'graphs of ' + str(args.launches) + ' launches timed with events' if has_graphs(dev) else 'host-timed batches'}, "
               f"median of {args.repeats}", flush=True)
-        head = (f"{'wtype':<6} {'m':>5} {'shape':>11} {'variant':>8} {'auto':>4} {'tile':>9} {'f16':>3} {'grid':>9} "
+        head = (f"{'wtype':<6} {'m':>5} {'shape':>11} {'variant':>9} {'auto':>4} {'tile':>9} {'f16':>3} {'grid':>9} "
                 f"{'us':>10} {'TFLOP/s':>8}  check")
         print(head)
         print("-" * len(head), flush=True)
@@ -185,7 +243,7 @@ def main(argv=None) -> int:
                         rows_out.append(row)
                         bm, bn, _ = (tiles(arch, t, row["params"].get("tile", 128)) if arch.is_gpu_semantics
                                      else (0, 0, 0))
-                        print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {row['variant']:>8} {'*' if row['auto'] else '':>4} "
+                        print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {row['variant']:>9} {'*' if row['auto'] else '':>4} "
                               f"{f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) else 'no':>3} "
                               f"{'x'.join(map(str, row['grid'][:2])):>9} {row['us']:>10.1f} {row['tflops']:>8.2f}  "
                               f"{row['check']}", flush=True)
