@@ -5,40 +5,17 @@ decode kernels: the merged kernel writes o's 8-bit blocks for the integer output
 `--backend cuda` on the GPU. Tolerances are test_executor.py's (bound()): merging in the decode
 kernel instead of attn_combine is the same arithmetic in the same order.
 
-The merged kernel's counters are the lowering reference ("zeroed", name, bytes): a buffer of its own,
-zeroed once when allocated and never shared, which the kernel leaves zeroed. The executor does not
-resolve that reference yet (executor.py is not this task's file: the change is proposed in the
-report), so these tests give Executor._resolve the proposed few lines (zeroed_buffers below), and
-test_executor_lacks_zeroed_buffers records that the real executor still refuses it (strict xfail:
-it starts passing, and so failing, once executor.py resolves the reference; drop the shim then)."""
+The merged kernel's counters are the lowering reference ("zeroed", name, bytes): a buffer of its own
+(Executor._zeroed_buffer), zeroed once when first bound and never shared, which the kernel leaves zeroed:
+a second identical step must give identical logits."""
 
 import numpy as np
 import pytest
 
-from forge.errors import ForgeError
 from forge.runtime import lower
-from forge.runtime.executor import Executor
 from tests.helpers.tiny_gguf import write_tiny_gguf
 from tests.oracles.llama import Reference
 from tests.runtime.test_executor import IDS, bound, executor, q8_rule
-
-
-def zeroed_buffers(monkeypatch):
-    """The executor change this feature needs, as proposed: ("zeroed", name, nbytes) resolves to a
-    buffer the executor owns, allocated and zeroed the first time (outside any graph capture: binding
-    precedes recording) and reused by every later step."""
-    plain = Executor._resolve
-
-    def resolve(self, arg, ph, host):
-        if isinstance(arg, tuple) and arg and arg[0] == "zeroed":
-            bufs = self.__dict__.setdefault("_zeroed", {})
-            if arg[1] not in bufs:
-                bufs[arg[1]] = self._alloc(arg[2])
-                self.device.upload(bufs[arg[1]], np.zeros(max(arg[2], 4), np.uint8))
-            return bufs[arg[1]]
-        return plain(self, arg, ph, host)
-
-    monkeypatch.setattr(Executor, "_resolve", resolve)
 
 
 def model(tmp_path, backend, wtype):
@@ -51,7 +28,6 @@ def model(tmp_path, backend, wtype):
 @pytest.mark.parametrize("wtype", ["F32", "Q8_0"])
 def test_merged_decode_logits_match_the_reference(tmp_path, backend, wtype, monkeypatch):
     monkeypatch.setattr(lower, "MERGED_ATTN", True)
-    zeroed_buffers(monkeypatch)
     p, ex = model(tmp_path, backend, wtype)
     calls = lower.lower(ex.graph, ex.arch, "decode", 1, 1, ex.opts).calls
     att = [c for c in calls if c.family == "attn_decode"]
@@ -72,17 +48,6 @@ def test_merged_decode_logits_match_the_reference(tmp_path, backend, wtype, monk
     assert np.abs(first[0] - want).max() <= tol, np.abs(first[0] - want).max() / np.abs(want).max()
     np.testing.assert_array_equal(first, again)
     ex.close()
-
-
-@pytest.mark.xfail(raises=ForgeError, strict=True,
-                   reason="executor.py does not resolve ('zeroed', ...) yet: the change is proposed in the report")
-def test_executor_lacks_zeroed_buffers(tmp_path, monkeypatch):
-    monkeypatch.setattr(lower, "MERGED_ATTN", True)
-    p, ex = model(tmp_path, "emu", "F32")
-    ex.prefill(IDS[:-1])
-    with pytest.raises(ForgeError, match=r"unknown argument reference \('zeroed'"):
-        ex.decode_logits(int(IDS[-1]), len(IDS) - 1)
-    raise ForgeError("the executor refused the counters' reference")
 
 
 def test_merged_attn_is_off_by_default_and_the_host_keeps_combine(tmp_path, monkeypatch):
