@@ -5,7 +5,7 @@
 # tree with its own kernel store. Diagnostics for choosing between designs, not published results.
 #   TESTS='tests/kernels/test_gemm.py' CMDS='python3 benchmarks/gemv.py --backend cuda --int --types q4_0 --shapes 4096x4096' \
 #     bash benchmarks/ab_trees.sh
-# A command line "@label ..." runs in that tree only. {M} in a command is the folder of the quick models (MODELS="1b:q4_0 ...", benchmarks/quick_model.py).
+# A command line "@label,label ... cmd" runs in those trees only (e.g. a comparison made within one tree). {M} in a command is the folder of the quick models (MODELS="1b:q4_0 ...", benchmarks/quick_model.py).
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/forge-out}; M=/tmp/qmodels
@@ -33,8 +33,8 @@ for round in $(seq 1 "${ROUNDS:-2}"); do
     [ -n "$c" ] || continue
     [[ "$c" != *"{M}"* ]] || wait
     for l in "${labels[@]}"; do
-      if [[ "$c" == @* ]]; then  # "@label command": that tree only (a command that compares within one tree)
-        [ "${c%% *}" = "@$l" ] || continue
+      if [[ "$c" == @* ]]; then  # "@label[,label...] command": those trees only
+        sel=${c%% *}; [[ ",${sel#@}," == *",$l,"* ]] || continue
       fi
       run=${c#@* }; run=${run//\{M\}/$M}
       echo "### round $round [$l] $c" | tee -a "$OUT/ab.txt"
