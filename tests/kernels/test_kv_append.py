@@ -131,6 +131,8 @@ def check_kv_append(kctx, kv, rope_on, data):
     v = data.draw(arrays((n_tok, heads, d), np.float32))
     if kv in ("q8_0", "fp8", "mxfp6") and data.draw(st.booleans(), label="tie rows"):
         k, v = tie_rows(k, kv, rng), tie_rows(v, kv, rng)
+    if kv == "mxfp6" and not rope_on and data.draw(st.booleans(), label="special rows"):
+        k, v = special_rows(k, rng), special_rows(v, rng)
     if not rope_on:
         got_k, got_v = append(kctx, kv, k, v, pos, table, page_size, k_st, v_st)
         np.testing.assert_array_equal(got_v, place(kv_encode(v, kv), table, page_size, v_st, pos))
@@ -188,6 +190,17 @@ MXFP6_SPECIAL_ROWS = [
 ]
 
 
+def special_rows(x: np.ndarray, rng) -> np.ndarray:
+    """x with about half its rows replaced by MXFP6_SPECIAL_ROWS (tiled to the row length)."""
+    x = x.copy()
+    flat = x.reshape(-1, x.shape[-1])
+    for r in range(len(flat)):
+        if rng.random() < 0.5:
+            flat[r] = np.resize(np.array(MXFP6_SPECIAL_ROWS[rng.integers(len(MXFP6_SPECIAL_ROWS))], np.float32),
+                                x.shape[-1])
+    return x
+
+
 def test_mxfp6_specials(kctx):
     """The rows forge.quant.mx treats specially, stored as its codec does (bytes as the oracle's,
     which is quantize_mx itself): NaN / Inf blocks, zeros, signed zeros, subnormal and huge values.
@@ -243,10 +256,23 @@ MUTANTS = {
                                   "const float r = (a + 8388608.0f) - 8388608.0f;"),
     # fp8: a row whose amax is exactly 1.75 * 2^k (448 after scaling) gets twice the scale it needs
     ("fp8", "scale_threshold_inclusive"): ("(b & 0x7fffffu) > 0x600000u", "(b & 0x7fffffu) >= 0x600000u"),
+    # mxfp6: FP8's emax (or E3M2's) in the shared exponent: scales twice too large
+    ("mxfp6", "scale_emax"): ("eb > 2u ? eb - 2u : 0u", "eb > 3u ? eb - 3u : 0u"),
+    # mxfp6: ties rounded away from zero instead of to even
+    ("mxfp6", "ties_away"): ("b += 0x7ffffu + ((b >> 20) & 1u);", "b += 0x80000u;"),
+    # mxfp6: no saturation: 7.75 X rounds up to 8 X, past the largest code
+    ("mxfp6", "no_saturation"): ("const float a = f_min(f_abs(v), 7.5f);", "const float a = f_abs(v);"),
+    # mxfp6: only the lane holding a NaN / Inf sees it: the rest of its block keeps a finite scale
+    ("mxfp6", "special_per_lane"): ("const bool special = group32_max(fin ? 0.0f : 1.0f) > 0.0f;",
+                                    "const bool special = !fin;"),
+    # mxfp6: the 4-lane packing takes lane ^ 2's code for the third field twice (a shuffle slip)
+    ("mxfp6", "pack_shuffle"): ("(u32)shfl_xor(c, 3u) << 18", "(u32)shfl_xor(c, 2u) << 18"),
+    # mxfp6: the scale bytes' padding left as it was (garbage) instead of zeros
+    ("mxfp6", "no_pad"): ("if (lane < (4u - nb % 4u) % 4u)", "if (false)"),
 }
 
 
-@pytest.mark.parametrize("kv,mutant", sorted(MUTANTS), ids=[m for _, m in sorted(MUTANTS)])
+@pytest.mark.parametrize("kv,mutant", sorted(MUTANTS), ids=[f"{kv}-{m}" for kv, m in sorted(MUTANTS)])
 def test_property_test_catches_mutant(emu_kctx, kv, mutant, tmp_path, monkeypatch):
     assert_property_catches(emu_kctx, "kv_append", {"kv": kv, "block": 128}, MUTANTS[kv, mutant],
                             lambda ctx, data: check_kv_append(ctx, kv, False, data), tmp_path, monkeypatch,

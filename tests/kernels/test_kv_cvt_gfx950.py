@@ -105,9 +105,10 @@ def run_attention(ctx, family, kv, q, k_st, v_st, table, page_size, kv_len, n_kv
     return np.concatenate([out["part_o"], out["part_ml"]], axis=-1)
 
 
-def check_attention(cvt, plain, family, kv, data):
-    """The same stored pages read on both targets: bit-identical outputs, finite where the rows are."""
-    d = data.draw(st.sampled_from([64, 80, 128, 256]), label="d")
+def check_attention(cvt, plain, family, kv, data, d=None):
+    """The same stored pages read on both targets: bit-identical outputs, finite where the rows are.
+    d: pin the head dim (a mutant's variant), else drawn."""
+    d = d or data.draw(st.sampled_from([64, 80, 128, 256]), label="d")
     n_kv, group = data.draw(st.integers(1, 2)), data.draw(st.sampled_from([1, 4]))
     kv_len, page_size = data.draw(st.integers(1, 40), label="kv_len"), data.draw(st.sampled_from([4, 16]))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
@@ -127,3 +128,46 @@ def check_attention(cvt, plain, family, kv, data):
 @given(data=st.data())
 def test_attention_cvt_reads_are_portable(cvt_ctx, plain_ctx, family, kv, data):
     check_attention(cvt_ctx, plain_ctx, family, kv, data)
+
+
+# Plausible slips in the gfx950 branches, each rendered into the emu-gfx950 variant (mx_emu.h.j2
+# executes the builtins) and caught by the identity with the portable path; and slips in the
+# portable decodes, rendered into the emu64 variant and caught the same way.
+CVT_MUTANTS = {
+    # the 2xpk16 encode's interleave ignored: elements 1 and 2 swap fields
+    ("emu-gfx950", "kv_append", "mxfp6", "interleave"): ("s0[0] = yc, s1[0] = y1, s0[1] = y2, s1[1] = y3;",
+                                                         "s0[0] = yc, s0[1] = y1, s1[0] = y2, s1[1] = y3;"),
+    # kv_load hands the pk32 decode a code without its sign bit
+    ("emu-gfx950", "flash_attn", "mxfp6", "sign_dropped"): ("w[0] = fp6_field(row, i);", "w[0] = fp6_field(row, i) & 31u;"),
+    # kv_load's fp8 word select off by a factor of two
+    ("emu-gfx950", "flash_attn", "fp8", "word_sel"): ("(i / 2) % 2 ? __builtin", "(i / 4) % 2 ? __builtin"),
+    # attn_decode's fp8 segment decodes the low word twice
+    ("emu-gfx950", "attn_decode", "fp8", "word_swap"): ("pk_f32_fp8(r.c0, r.sc, true)", "pk_f32_fp8(r.c0, r.sc, false)"),
+    # attn_decode's mxfp6 segment loses the top byte of its second word
+    ("emu-gfx950", "attn_decode", "mxfp6", "seg_words"): ("w[0] = r.lo, w[1] = r.hi;", "w[0] = r.lo, w[1] = r.hi & 0xffu;"),
+    # the portable 6-bit field read misses the straddle of fields at bit 4 of a byte (e.g. field 2, bits 12..17)
+    ("emu64", "flash_attn", "mxfp6", "straddle"): ("b % 8u > 2u ?", "b % 8u > 4u ?"),
+    # the portable segment decode takes field 5's high bits from the wrong place
+    ("emu64", "attn_decode", "mxfp6", "seg_straddle"): ("(r.hi << 2)", "(r.hi << 1)"),
+}
+MUTANT_D = 64  # head dim of the mutants' variants (pinned: the variant is rendered once)
+
+
+@pytest.mark.parametrize("target,family,kv,mutant", sorted(CVT_MUTANTS), ids=["-".join(k[1:]) for k in sorted(CVT_MUTANTS)])
+def test_cvt_identity_catches_mutant(cvt_ctx, plain_ctx, target, family, kv, mutant, tmp_path, monkeypatch):
+    from forge.codegen.specs import attn_decode
+    if family == "attn_decode" and kv not in attn_decode.STEPS:
+        pytest.skip(f"specs/attn_decode.py has no STEPS entry for {kv} yet (the lead adds it)")
+    mutated, other = (cvt_ctx, plain_ctx) if target == "emu-gfx950" else (plain_ctx, cvt_ctx)
+    if family == "kv_append":
+        params = {"kv": kv, "block": 128}
+        check = lambda ctx, data: check_append(ctx, other, kv, data) if target == "emu-gfx950" else check_append(other, ctx, kv, data)  # noqa: E731
+    else:
+        params = {"head_dim": MUTANT_D, "kv": kv}
+        check = lambda ctx, data: (check_attention(ctx, other, family, kv, data, MUTANT_D) if target == "emu-gfx950"  # noqa: E731
+                                   else check_attention(other, ctx, family, kv, data, MUTANT_D))
+    # The reference target's kernel is loaded before FORGE_OVERRIDE_DIR is set: both targets name
+    # the variant alike, so compiled later it would be built from the mutated source too.
+    other.dispatcher.get(family, **params)
+    assert_property_catches(mutated, family, params, CVT_MUTANTS[target, family, kv, mutant], check, tmp_path,
+                            monkeypatch, max_examples=30)
