@@ -3,15 +3,21 @@ v_wmma_f32_16x16x16_f16 (S = Q K^T and O += P V), for the head dims that take th
 every KV dtype that has one, with no local memory / scratch (the Q fragments and O accumulators
 are register arrays indexed in unrolled loops: a run-time index or an overrun register budget
 would put them in local memory silently). gfx950 (no f16 MFMA emulated, so no such path) and head
-dim 256 stay on scalar fma: the negative controls."""
+dim 256 stay on scalar fma: the negative controls. The second mma.sync version (v=2) adds ldmatrix and
+builds P's A fragments from S's accumulators: that correspondence and the row's lanes are derived from
+the lane-layout table (specs/flash_attn.py p_from_s, row_lanes) and checked here against the PTX
+ISA's fragment formulas, transcribed literally."""
 
 import re
+from dataclasses import replace
 
 import pytest
 
 from forge.arch import get_arch
-from forge.codegen.specs.flash_attn import MMA_HEAD_DIMS, path
+from forge.codegen.matrix_layouts import LAYOUTS, Expr, Operand
+from forge.codegen.specs.flash_attn import MMA_HEAD_DIMS, p_from_s, path, row_lanes
 from forge.codegen.store import Store
+from forge.errors import SpecError
 from tests.codegen.test_matrix_isa import _compile
 from tests.codegen.test_resources import driver_resources
 
@@ -68,3 +74,60 @@ def test_scalar_paths_have_no_matrix_instruction(store, arch_name, d, needle):
     except ToolchainError as e:
         pytest.skip(f"no compiler for {arch_name}: {e}")
     assert needle not in asm and ("fma" in asm)
+
+
+def test_p_fragment_is_the_score_accumulators():
+    """PTX ISA, mma.m16n8k16 fragments (groupID g = lane >> 2, threadID_in_group t = lane % 4): C/D
+    element c_i is row g + 8 (i >= 2), column 2t + (i & 1); A element a_i is row g + 8 ((i >> 1) & 1),
+    column 2t + (i & 1) + 8 (i >= 4). So a_i of k block kb is c_(i % 4) of n8 tile 2 kb + (i >= 4),
+    in the same lane: what p_from_s must derive from the table."""
+    L = LAYOUTS["mma_m16n8k16_f16_f32"]
+    for lane in range(32):
+        g, t = lane >> 2, lane % 4
+        for i in range(8):
+            a = (g + 8 * ((i >> 1) & 1), 2 * t + (i & 1) + 8 * (i >= 4))
+            tile, e = p_from_s(L)[i]
+            c = (g + 8 * (e >= 2), 2 * t + (e & 1) + 8 * tile)
+            assert a == c == L.a.element(lane, i)
+    assert p_from_s(L) == [(i // 4, i % 4) for i in range(8)]
+
+
+def test_row_lanes_are_the_quad():
+    """The lanes sharing a row of D are the 4 of a group (lane ^ 1, lane ^ 2); each lane holds rows g
+    (elements 0, 1) and g + 8 (elements 2, 3)."""
+    masks, slots, first = row_lanes(LAYOUTS["mma_m16n8k16_f16_f32"])
+    assert masks == [1, 2] and slots == [0, 0, 1, 1] and first == [0, 2]
+
+
+def test_derivations_refuse_a_layout_without_the_trick():
+    """A table whose D rows sit in other lanes than A's (here one row a lane, as on RDNA3) has no
+    register-to-register P: p_from_s refuses it rather than render a wrong kernel. (A permutation
+    within each lane would be fine: the map would name other elements.)"""
+    L = LAYOUTS["mma_m16n8k16_f16_f32"]
+    bad = replace(L, name="bad", d=Operand(16, 8, 4, Expr("lane % 16"), Expr("lane // 16 * 4 + i")))
+    bad.check()
+    with pytest.raises(SpecError):
+        p_from_s(bad)
+
+
+V2_CASES = [(64, "f16"), (128, "f16"), (128, "q8_0"), (96, "fp8"), (80, "f32")]
+
+
+@pytest.mark.parametrize("d, kv", V2_CASES)
+def test_sm90_flash_attn_v2_uses_ldmatrix_and_mma_without_local_memory(store, d, kv, record_property):
+    from forge.errors import ToolchainError
+    try:
+        entry, ptx = _compile(store, "flash_attn", {"head_dim": d, "kv": kv, "v": 2}, "sm_90")
+    except ToolchainError as e:
+        pytest.skip(f"no NVRTC: {e}")
+    assert len(re.findall(re.escape(MMA_PTX), ptx)) >= 2, "mma.sync missing from the PTX"
+    assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx, "fragments should come by ldmatrix"
+    assert "ld.local" not in ptx and "st.local" not in ptx
+    res = entry.meta["resources"]
+    if not res["vgpr"]:
+        res = driver_resources(entry)
+        if res is None:
+            pytest.skip("no ptxas report and no CUDA device")
+    record_property("registers", res["vgpr"])
+    print(f"{entry.meta['symbol']}: {res['vgpr']} registers, {res['lds']} bytes shared")
+    assert res["scratch"] == 0 and res["spills"] == 0, f"{entry.meta['symbol']}: {res}"

@@ -12,7 +12,9 @@ n_past, page sizes 1..16 with shuffled pages and random bytes everywhere outside
 
 The matrix paths (specs/flash_attn.py path(): mma.sync on emu-sm90, WMMA on emu-gfx1100, head dims
 64-128) round Q, K, P and V to f16 and multiply on the emulated instruction; attention_bound_f16
-below derives their bound, and the property runs on both emulator targets (mma_ctx, wmma_ctx)."""
+below derives their bound, and the property runs on both emulator targets (mma_ctx, wmma_ctx). On
+mma.sync the kernel version (the spec's v: 2 keeps S in registers, double-buffers K/V) is drawn,
+and pinned to 2 in test_flash_attn_mma_sync_v2 and V2_MUTANTS."""
 
 import numpy as np
 import pytest
@@ -26,10 +28,10 @@ from forge.codegen.specs.flash_attn import MMA_HEAD_DIMS, rounds_to_f16
 from tests.oracles.attention import (EXP_ULP, KV_DTYPES, _EXACT_ABSDOT, _dyadic, attention, attention_bound_tiled,
                                      paged_kv, shuffled_pages)
 
-# Two head dims per storage dtype keep the emulator's compiles to 8 variants per wave size while
+# Two head dims per storage dtype (one for mxfp6) keep the emulator's compiles to 9 variants per wave size while
 # every head dim (64, 80, 96, 128, 256) and every storage dtype is exercised (q8_0 has no 80).
 VARIANTS = [(64, "f32"), (80, "f32"), (96, "f16"), (128, "f16"), (256, "fp8"), (64, "fp8"),
-            (128, "q8_0"), (96, "q8_0")]
+            (128, "q8_0"), (96, "q8_0"), (128, "mxfp6")]
 
 
 HOST_KEY_TILE = 16  # keys per online-softmax step of the host kernel: HV of templates/common/host_vec.h
@@ -182,34 +184,42 @@ def draw_case(data, d, q_scales=(1.0,), pin=False):
     return rng, q, k, v, float(np.float32(scale)), n_past, page_size
 
 
-def run_flash(kctx, kv, causal, q, k_st, v_st, table, page_size, kv_len, n_past, scale, n_kv_heads):
+def versions(arch, d: int) -> list[int]:
+    """The flash_attn versions (the spec's `v`) that exist for head dim d on `arch`: 2 only on mma.sync."""
+    spec = get_spec("flash_attn")
+    return [v for v in spec.space["v"] if spec.valid({"head_dim": d, "kv": "f16", "v": v}, arch)]
+
+
+def run_flash(kctx, kv, causal, q, k_st, v_st, table, page_size, kv_len, n_past, scale, n_kv_heads, v=1):
     n_q, n_heads, d = q.shape
     args = {"q": q, "k_cache": k_st, "v_cache": v_st, "block_table": table, "o": np.full_like(q, np.nan),
             "n_q": n_q, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "page_size": page_size,
             "kv_len": kv_len, "n_past": n_past, "causal": int(causal), "scale": scale}
-    return run_kernel(kctx, "flash_attn", {"head_dim": d, "kv": kv}, args, ["o"],
+    return run_kernel(kctx, "flash_attn", {"head_dim": d, "kv": kv, "v": v}, args, ["o"],
                       n_q=n_q, n_heads=n_heads, n_kv_heads=n_kv_heads)["o"]
 
 
-def check(kctx, kv, causal, q, k, v, scale, n_past, page_size, rng):
+def check(kctx, kv, causal, q, k, v, scale, n_past, page_size, rng, version=1):
     kv_len, n_kv_heads = k.shape[0], k.shape[1]
     n_pages, table = shuffled_pages(kv_len, page_size, rng)
     k_st, v_st, kq, vq = paged_kv(k, v, kv, page_size, table, n_pages, rng)
-    got = run_flash(kctx, kv, causal, q, k_st, v_st, table, page_size, kv_len, n_past, scale, n_kv_heads)
+    got = run_flash(kctx, kv, causal, q, k_st, v_st, table, page_size, kv_len, n_past, scale, n_kv_heads, version)
     ref = attention(q, kq, vq, scale, causal, n_past)
     bound = flash_bound(kctx.arch, q, kq, vq, scale, causal, n_past)
     err = np.abs(got.astype(np.float64) - ref)
     assert np.all(err <= bound), float(np.max(err - bound))  # NaN (an unwritten output) fails too
 
 
-def check_flash(kctx, d, kv, data, q_scale=None):
+def check_flash(kctx, d, kv, data, q_scale=None, version=None):
     """The property: one drawn case agrees with the oracle (the mutant test below uses it too).
-    q_scale: pin the gaussian branch with this query factor."""
+    q_scale: pin the gaussian branch with this query factor; version: pin the kernel version (else
+    drawn from those the arch has: versions())."""
     # 2^20 only where Q is rounded to f16: the f32 paths have no range to test, and the scalar
     # bound (attention_bound_tiled) is not meant for scores of 1e5 (its first-order premise fails)
     scales = (1.0, 1.0, 1.0, 2.0 ** 20) if kctx.arch.is_gpu_semantics and rounds_to_f16(kctx.arch, d) else (1.0,)
     rng, q, k, v, scale, n_past, page_size = draw_case(data, d, (q_scale,) if q_scale else scales, q_scale is not None)
-    check(kctx, kv, data.draw(st.booleans(), label="causal"), q, k, v, scale, n_past, page_size, rng)
+    version = version or data.draw(st.sampled_from(versions(kctx.arch, d)), label="v")
+    check(kctx, kv, data.draw(st.booleans(), label="causal"), q, k, v, scale, n_past, page_size, rng, version)
 
 
 @pytest.mark.parametrize("d,kv", VARIANTS, ids=[f"{kv}-d{d}" for d, kv in VARIANTS])
@@ -241,6 +251,14 @@ def test_flash_attn_mma_sync(mma_ctx, d, kv, data):
 
 @pytest.mark.parametrize("d,kv", MATRIX_VARIANTS, ids=[f"{kv}-d{d}" for d, kv in MATRIX_VARIANTS])
 @given(data=st.data())
+def test_flash_attn_mma_sync_v2(mma_ctx, d, kv, data):
+    """The second mma.sync version pinned (the test above draws it half the time): every head dim and
+    KV dtype at full example count, contexts of several key tiles (double buffer, rescales)."""
+    check_flash(mma_ctx, d, kv, data, version=2)
+
+
+@pytest.mark.parametrize("d,kv", MATRIX_VARIANTS, ids=[f"{kv}-d{d}" for d, kv in MATRIX_VARIANTS])
+@given(data=st.data())
 def test_flash_attn_wmma(wmma_ctx, d, kv, data):
     check_flash(wmma_ctx, d, kv, data)
 
@@ -254,12 +272,12 @@ def test_matrix_paths_round_to_f16(mma_ctx, wmma_ctx):
     n_pages, table = shuffled_pages(40, 16, rng)
     k_st, v_st, kq, vq = paged_kv(k, v, "f32", 16, table, n_pages, rng)
     f32_bound = attention_bound_tiled(q, kq, vq, 0.125, True, 0, 32)
-    for ctx in (mma_ctx, wmma_ctx):
+    for ctx, version in ((mma_ctx, 1), (mma_ctx, 2), (wmma_ctx, 1)):
         assert rounds_to_f16(ctx.arch, 128)
-        got = run_flash(ctx, "f32", True, q, k_st, v_st, table, 16, 40, 0, 0.125, 2)
+        got = run_flash(ctx, "f32", True, q, k_st, v_st, table, 16, 40, 0, 0.125, 2, version)
         err = np.abs(got - attention(q, kq, vq, 0.125, True, 0))
         assert np.all(err <= attention_bound_f16(q, kq, vq, 0.125, True, 0, 32))
-        assert np.max(err / f32_bound) > 10, ctx.arch.name
+        assert np.max(err / f32_bound) > 10, (ctx.arch.name, version)
 
 
 # Plausible mistakes in the shared attention code, rendered into flash_attn's real source; the
@@ -326,14 +344,50 @@ MATRIX_CASES = ([(path, m, MATRIX_MUTANTS[m]) for path in ("mma_sync", "wmma") f
 def test_matrix_property_catches_mutant(request, path, mutant, mutation, tmp_path, monkeypatch):
     ctx = emulator_target(request, {"mma_sync": "emu-sm90", "wmma": "emu-gfx1100"}[path])
     assert_property_catches(ctx, "flash_attn", {"head_dim": 64, "kv": "f16"}, mutation,
-                            lambda c, data: check_flash(c, 64, "f16", data, MUTANT_Q_SCALE.get(mutant)),
+                            lambda c, data: check_flash(c, 64, "f16", data, MUTANT_Q_SCALE.get(mutant), version=1),
+                            tmp_path, monkeypatch, max_examples=30)
+
+
+# Plausible mistakes in mma.sync's second version (templates/flash_attn/mma_sync_v2.j2): the register
+# softmax, the P fragments built from S's registers, the double buffer. The property is pinned to v=2.
+V2_MUTANTS = {
+    # the row max reduced over half of the lanes sharing the row (the xor-2 shuffle dropped): the
+    # lanes of a row exponentiate against different maxima
+    "row_max_half_quad": ("    mt[r] = f_max(mt[r], shfl_xor(mt[r], 2u));\n", ""),
+    # the lanes' shares of l not summed at the end (each lane divides by its own columns' sum)
+    "row_sum_not_reduced": ("    l[r] += shfl_xor(l[r], 1u);\n", ""),
+    # l not rescaled when the running max grows (needs two key tiles)
+    "l_not_rescaled": ("    l[r] *= alpha[r];\n", ""),
+    # O not rescaled when the running max grows
+    "o_not_rescaled": ("o[dn][e] *= alpha[fa_slot(e)];", ""),
+    # P's A fragment takes its upper k half (register 2) from the wrong score tile
+    "p_frag_wrong_tile": ("a[2] = (u32)ph[(MMA_K / MMA_N) * kk + 1u]", "a[2] = (u32)ph[(MMA_K / MMA_N) * kk + 0u]"),
+    # the causal mask lets a row see one key too few
+    "mask_off_by_one": ("<= (i64)last[r];", "< (i64)last[r];"),
+    # single buffer: the next tile written over the one other warps may still be multiplying
+    "next_tile_same_buffer": ("FaBuf* next = &sm.u.buf[cur ^ 1u];", "FaBuf* next = &sm.u.buf[cur];"),
+    # the buffers never swap: every tile after the first reads the first tile's buffer
+    "buffer_not_toggled": ("    cur ^= 1u;\n", ""),
+    # no barrier at the end of a key tile (the next tile's buffer read before every warp filled it)
+    "tile_barrier_removed": ("    cur ^= 1u;\n    sync_threads();", "    cur ^= 1u;"),
+    # shared with v1 (flash_attn/qrow.j2 and the staging): the scores not multiplied back by 2^e
+    "q_scale_not_undone": MATRIX_MUTANTS["q_scale_not_undone"],
+    "q_not_scaled": MATRIX_MUTANTS["q_not_scaled"],
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(V2_MUTANTS))
+def test_v2_property_catches_mutant(request, mutant, tmp_path, monkeypatch):
+    ctx = emulator_target(request, "emu-sm90")
+    assert_property_catches(ctx, "flash_attn", {"head_dim": 64, "kv": "f16", "v": 2}, V2_MUTANTS[mutant],
+                            lambda c, data: check_flash(c, 64, "f16", data, MUTANT_Q_SCALE.get(mutant), version=2),
                             tmp_path, monkeypatch, max_examples=30)
 
 
 @pytest.mark.parametrize("kv", KV_DTYPES)
 def test_one_token_context(kctx, kv):
     """One query, one key, every dtype and both masks: the output is that key's V row (as stored)."""
-    d = {"f32": 80, "f16": 96, "fp8": 64, "q8_0": 96}[kv]
+    d = {"f32": 80, "f16": 96, "fp8": 64, "q8_0": 96, "mxfp6": 64}[kv]
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((1, n, d)).astype(np.float32) for n in (3, 1, 1))
     for causal in (False, True):

@@ -14,12 +14,23 @@ matrix unit (`path()`, templates/flash_attn/<path>.j2), as for the gemm (specs/g
   scores go through shared memory in f32 and the probabilities come back as f16 (P's rounding is
   the one the row sum l sees too). Head dims up to 128; 256 would need 128 accumulator registers a
   lane and stays scalar.
+  `v=2` (mma_sync only; the default stays 1, the kernel above): a second version for speed
+  (templates/flash_attn/mma_sync_v2.j2). S stays in registers: the m16n8k16 accumulator layout of
+  two adjacent n8 score tiles is, lane for lane, the A fragment of P for the P V product
+  (`p_from_s` derives it from the lane-layout table and refuses a table where it is not), so the
+  online softmax runs on each lane's rows with shuffles among the lanes sharing a row (`row_lanes`:
+  the quad), l accumulates per lane and is summed over the quad once at the end. Fragments by
+  ldmatrix .x4 (Q, K row-major; V stored transposed, ldmatrix .trans not being emulated). The K/V
+  tiles are double-buffered (two f16 buffers): the next tile's raw rows are fetched into registers
+  (common/attn_decode_seg.j2's 8-value segments: 16-byte loads for f16) before this tile's
+  products and decoded into the other buffer after them, so one block barrier per key tile.
 - gfx950 / gfx942 ("mfma"): no f16 MFMA is emulated (emu-gfx950 carries only the scaled MX one),
   so nothing could test such a path in CI: scalar, like every other target ("scalar": f32 fma
   tiles in common/attn.h, shared with attn_decode).
 """
 
 from ...arch import Arch
+from ..matrix_layouts import MatrixLayout, get_layout
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from .kv_append import KV_DTYPES
@@ -52,6 +63,59 @@ def rounds_to_f16(arch: Arch, head_dim: int) -> bool:
     """Whether flash_attn on `arch` rounds Q, K, P and V to f16 (the matrix paths): its results carry
     the f16 bound of tests/kernels/test_flash_attn.py."""
     return path(arch, head_dim) != "scalar"
+
+
+def v2_smem_bytes(head_dim: int) -> int:
+    """Static shared memory of templates/flash_attn/mma_sync_v2.j2: two K/V^T tile buffers in f16 (the
+    Q staging area aliases them before the walk), and a float per row (scale * 2^e)."""
+    buf = (MMA_BK * (head_dim + PAD) + head_dim * (MMA_BK + PAD)) * 2
+    return max(2 * buf, MMA_BQ * (head_dim + PAD) * 2) + 4 * MMA_BQ
+
+
+def p_from_s(L: MatrixLayout) -> list[tuple[int, int]]:
+    """[(n tile, accumulator element)] for each element i of an A fragment: in every lane, A element
+    i of the k block kb of P is element e of the score accumulator tile (L.k // L.n) kb + t of the same
+    lane, so P's A fragments are built from S's registers with no data movement between lanes.
+    SpecError where the table has no such lane-uniform correspondence (then S must go through
+    memory)."""
+    tiles = L.k // L.n
+    if L.a.rows != L.d.rows or L.k % L.n:
+        raise SpecError(f"{L.name}: A and D differ in rows, or K is not whole n tiles")
+    out = []
+    for i in range(L.a.elems):
+        hits = [(t, e) for t in range(tiles) for e in range(L.d.elems)
+                if all((L.d.row(lane=l, i=e), L.d.col(lane=l, i=e) + t * L.n) == L.a.element(l, i)
+                       for l in range(L.wave))]
+        if len(hits) != 1:
+            raise SpecError(f"{L.name}: A element {i} is not one accumulator element in every lane ({hits})")
+        out.append(hits[0])
+    return out
+
+
+def row_lanes(L: MatrixLayout) -> tuple[list[int], list[int], list[int]]:
+    """(xor masks, slot of each accumulator element, first element of each slot): the lanes holding
+    a row of D are lane ^ x for x spanned by the masks (a shuffle per mask reduces over them), and
+    element e of every lane holds the lane's row number slot[e] (rows in order of first element).
+    SpecError where the lanes of a row are not such a group or the slots differ between lanes."""
+    rows = {}
+    for l in range(L.wave):
+        for e in range(L.d.elems):
+            rows.setdefault(L.d.row(lane=l, i=e), set()).add(l)
+    masks = sorted({l ^ min(g) for g in rows.values() for l in g} - {0})
+    masks = [m for m in masks if m & (m - 1) == 0]
+    span = {0}
+    for m in masks:
+        span |= {x ^ m for x in span}
+    if any(g != {min(g) ^ x for x in span} for g in rows.values()):
+        raise SpecError(f"{L.name}: the lanes sharing a row of D are not an xor group")
+    slots = None
+    for l in range(L.wave):
+        order = list(dict.fromkeys(L.d.row(lane=l, i=e) for e in range(L.d.elems)))
+        mine = [order.index(L.d.row(lane=l, i=e)) for e in range(L.d.elems)]
+        if slots not in (None, mine):
+            raise SpecError(f"{L.name}: lanes place their rows in different elements")
+        slots = mine
+    return masks, slots, [slots.index(r) for r in range(max(slots) + 1)]
 
 
 def mma_smem_bytes(head_dim: int) -> int:
@@ -105,7 +169,10 @@ class FlashAttn(PagedAttention):
     host = True
     # Causal masking is a run-time flag: it only sets each row's last visible key and the block's
     # key range, so a compile-time copy would double the variants for nothing.
-    space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES}
+    # v: the mma.sync kernel's version (2: S in registers, ldmatrix, double-buffered tiles; the
+    # other paths have only 1). The default keeps the existing symbols.
+    space = {"head_dim": HEAD_DIMS, "kv": KV_DTYPES, "v": (1, 2)}
+    defaults = {"v": 1}
     oracle = "attention"
     doc = "BQ (token, head) rows of one KV-head group per block, keys in tiles of BK; causal at run time"
 
@@ -118,16 +185,25 @@ class FlashAttn(PagedAttention):
         return (MMA_BQ, MMA_BK) if path(arch, p["head_dim"]) != "scalar" else self.tiles(p)
 
     def valid(self, p, arch):
-        if path(arch, p["head_dim"]) == "scalar":
+        kind = path(arch, p["head_dim"])
+        if p["v"] != 1 and not (arch.is_gpu_semantics and kind == "mma_sync"):
+            return False
+        if kind == "scalar":
             return super().valid(p, arch)
+        smem = v2_smem_bytes(p["head_dim"]) if p["v"] == 2 else mma_smem_bytes(p["head_dim"])
         return (kv_dtype_fits(p["kv"], p["head_dim"]) and MMA_THREADS <= arch.max_threads
-                and mma_smem_bytes(p["head_dim"]) <= min(arch.lds_bytes, STATIC_SMEM_CAP))
+                and smem <= min(arch.lds_bytes, STATIC_SMEM_CAP))
 
     def context(self, p, arch):
         kind = path(arch, p["head_dim"])
         if kind == "scalar":
             return {**super().context(p, arch), "path": kind}
-        return {"path": kind, "bq": MMA_BQ, "bk": MMA_BK, "nt": MMA_THREADS, "pad": PAD}
+        ctx = {"path": kind, "bq": MMA_BQ, "bk": MMA_BK, "nt": MMA_THREADS, "pad": PAD, "v": p["v"]}
+        if p["v"] == 2:
+            L = get_layout("mma_m16n8k16_f16_f32")
+            masks, slots, first = row_lanes(L)
+            ctx.update(p_map=p_from_s(L), row_xor=masks, row_slot=slots, slot_first=first)
+        return ctx
 
     def args(self, p):
         return [Arg.ptr("q", "f32", const=True), Arg.ptr("k_cache", "u8", const=True),
