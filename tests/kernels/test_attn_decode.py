@@ -15,7 +15,7 @@ from tests.kernels.strategies import sizes
 from tests.oracles.quantize_q8 import assert_blocks_of
 from tests.oracles.attention import KV_DTYPES, U32, attention, attention_bound, combine, paged_kv, shuffled_pages
 
-HEAD_DIM = {"f32": 80, "f16": 64, "fp8": 128, "q8_0": 256}  # every dtype, 4 of the head dims
+HEAD_DIM = {"f32": 80, "f16": 64, "fp8": 128, "q8_0": 256, "mxfp6": 96}  # every dtype, each head dim
 
 
 def decode(kctx, kv, q, k_st, v_st, table, page_size, kv_len, n_kv_heads, scale, ns):

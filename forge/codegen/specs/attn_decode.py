@@ -26,7 +26,7 @@ from .kv_append import KV_DTYPES
 
 BQ = 4
 # Key steps per wave tile (NSTEP): segments of K (and of V) per lane, 8 values each.
-STEPS = {"f32": 2, "f16": 4, "fp8": 4, "q8_0": 4}
+STEPS = {"f32": 2, "f16": 4, "fp8": 4, "q8_0": 4, "mxfp6": 4}
 # sm_90 launch bound: blocks an SM the registers are budgeted for (4: 128 registers a thread). The
 # grid is splits x KV heads blocks, 2-4 an SM on the H100 at 32-64 splits. benchmarks/attention.py
 # --variant renders other STEPS / MIN_BLOCKS choices for a same-call comparison.
