@@ -64,6 +64,9 @@ TEAM_UNITS = 4
 # of attn_decode + attn_combine. Its counters are the reference ("zeroed", name, bytes): a buffer of
 # its own, zeroed once when allocated, which the executor must provide (the kernel leaves it zeroed).
 MERGED_ATTN = False
+# Prefill attention's version on the mma.sync path (flash_attn v: 1 scores through shared memory,
+# 2 scores and softmax in registers, double-buffered K/V); v1 until v2 is measured against it on the H100.
+FLASH_ATTN_V = 1
 
 
 @dataclass
@@ -369,7 +372,8 @@ class _Lowerer:
                   "scale": float(a["scale"])}
         params = {"head_dim": a["head_dim"], "kv": self.opts.kv_dtype}
         if self.phase == "prefill":
-            self.call("flash_attn", params,
+            fa = {**params, "v": FLASH_ATTN_V}
+            self.call("flash_attn", fa if FLASH_ATTN_V != 1 and has_variant("flash_attn", self.arch, **fa) else params,
                       {**kv, "o": o, "n_q": self.dims["T"], **common, "kv_len": ("kv_len_host",),
                        "n_past": ("n_past_host",), "causal": 1},
                       o, n_q=self.dims["T"], n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"])
