@@ -19,7 +19,8 @@ Elsewhere (the emulator): batches of launches + one synchronize on the host cloc
 
 --int: for the types matmul_q8 covers, the integer path on the same matrix: quantize_q8 (x to
 8-bit blocks, once per token) then matmul_q8, timed as a pair per step (and matmul_q8 alone), with
-the same bytes per step, checked against W times the quantized x.
+the same bytes per step, checked against W times the quantized x; matmul_q8 with the row team a
+model's decode uses for that row (forge.runtime.lower), or --team.
 
 --read-limit (CUDA): the single-kernel read limit at each case's exact byte count, measured in the
 same process the way ../shared/peer/read_limit.py does (a 16-byte-load xor-reduce kernel, grids of
@@ -261,7 +262,10 @@ def bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) -
     from forge.codegen.specs.matmul_q8 import INT_WTYPES
     if wtype not in INT_WTYPES:
         return {}
-    kq, km = kernels.get("quantize_q8"), kernels.get("matmul_q8", wtype=wtype)
+    from forge.codegen.specs.matmul_q8 import team_for
+    from forge.runtime.lower import TEAM_UNITS
+    team = args.team or team_for(wtype, cols, TEAM_UNITS)  # default: the row team a model's decode runs
+    kq, km = kernels.get("quantize_q8"), kernels.get("matmul_q8", wtype=wtype, team=team)
     bq, bd = dev.alloc(cols), dev.alloc(cols // 32 * 8)
     try:
         gq = kq.variant.launch(kq.arch, rows=1, n_cols=cols)
@@ -286,7 +290,7 @@ def bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) -
         t_mm = statistics.median(time_launches(dev, mm, args.repeats, args.min_time))
     finally:
         dev.free(bq), dev.free(bd)
-    return {"int_us": t_pair * 1e6, "int_mm_us": t_mm * 1e6, "int_check": checked}
+    return {"int_us": t_pair * 1e6, "int_mm_us": t_mm * 1e6, "int_check": checked, "int_team": team}
 
 
 def main(argv=None) -> int:
@@ -310,6 +314,8 @@ def main(argv=None) -> int:
     ap.add_argument("--overhead", action="store_true", help="also measure the per-launch host and replay cost")
     ap.add_argument("--int", dest="int_path", action="store_true",
                     help="also time the integer path (quantize_q8 + matmul_q8) of the types that have one")
+    ap.add_argument("--team", type=int, choices=[0, 32, 64, 128], default=0,
+                    help="--int: matmul_q8's row team (0: the one lowering picks for the row, forge.runtime.lower)")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -356,8 +362,9 @@ def main(argv=None) -> int:
                     of_lim = f"{100 * row['gbs'] / lim:5.1f}%" if lim else "-"
                     ints = ""
                     if "int_us" in row:
+                        int_lim = f"{100 * row['int_gbs'] / lim:5.1f}% of limit " if lim else ""
                         ints = (f"  | int: {row['int_us']:7.2f} us (matmul {row['int_mm_us']:6.2f}) {row['int_gbs']:5.0f} GB/s "
-                                f"{100 * row['int_gbs'] / args.roofline:5.1f}% {row['int_check']}")
+                                f"{100 * row['int_gbs'] / args.roofline:5.1f}% {int_lim}team {row['int_team']} {row['int_check']}")
                     print(f"{t:<11} {shape:>11} {row['rpb'] or '-':>3} {row['grid']:>6} {row['bytes'] / 1e6:>7.2f} "
                           f"{row['us']:>8.2f} {row['gbs']:>7.0f} {row['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6}  "
                           f"{row['check']}{ints}", flush=True)
