@@ -161,7 +161,8 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
              "f16x_conv": [conv_launch() for _ in range(args.launches)]}
     out = []
     for name, launches in lists.items():
-        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
+        # time_launches gives seconds per launch; an f16x step is a pair of them
+        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "f16x" else 1)
         grid = gc.grid if name == "f16x_conv" else g.grid
         out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
                     "auto": False, "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,

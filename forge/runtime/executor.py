@@ -135,7 +135,6 @@ class Executor:
         self.ctrl = self._alloc(4 * (1 + self.chunk))  # [0] context length, [1..] positions
         self.tokens = self._alloc(4 * self.chunk)
         self.state = self._alloc(4 * STATE_WORDS)
-        self._zeroed: dict[str, object] = {}  # ("zeroed", name, bytes) references: see _zeroed_buffer
         self.n_vocab = graph.tensors[graph.of_kind("output")[0].name].shape[-1]
         self._phases: dict[tuple, "_Phase"] = {}
         self._bound: dict[tuple, list[BoundLaunch]] = {}
@@ -151,18 +150,6 @@ class Executor:
         buf = self.device.alloc(max(nbytes, 4))
         self._owned.append(buf)
         return buf
-
-    def _zeroed_buffer(self, name: str, nbytes: int):
-        """A buffer of its own for `name` (never a shared slot), zeroed when first bound, which is
-        before any recording: kernels that take one (attn_decode combine's counters) leave it zeroed,
-        so every later step and every replay of a recorded step finds it so."""
-        if name not in self._zeroed:
-            buf = self._alloc(nbytes)
-            self.device.upload(buf, np.zeros(max(nbytes, 4), np.uint8))
-            self._zeroed[name] = buf
-        elif self._zeroed[name].nbytes < nbytes:
-            raise GraphError(f"zeroed buffer {name!r} bound with {nbytes} bytes after {self._zeroed[name].nbytes}")
-        return self._zeroed[name]
 
     def _upload(self, arr: np.ndarray):
         wrap = getattr(self.device, "wrap", None)  # host memory: use the file mapping, no copy
@@ -253,8 +240,6 @@ class Executor:
             return self.device.view(self.ctrl, 0, 4)
         if kind == "state":
             return self.state
-        if kind == "zeroed":
-            return self._zeroed_buffer(arg[1], arg[2])
         if kind == "tokens":
             return self.tokens
         if kind in host:

@@ -17,8 +17,7 @@ Choices, by what the arch offers (never by its name):
              weights where the arch multiplies MX formats natively (gfx950's scaled MFMA): gemv_mx
              up to 16 tokens, gemm beyond, X quantized to the model's `acts` (mxfp8 by default)
   attention  prefill: flash_attn (causal, over the cache); decode: attn_decode in `splits`
-             chunks + attn_combine, the context length read from device memory (MERGED_ATTN: one
-             attn_decode combine=True launch that merges its own splits)
+             chunks + attn_combine, the context length read from device memory
   rope       in place on q (K is rotated by kv_append on its way into the cache)
 
 Fusion (decode is launch-bound: a step is hundreds of launches of ~1.6 us each on an H100), where
@@ -39,7 +38,6 @@ from typing import Any
 
 from ..arch import Arch
 from ..codegen.spec import get_spec
-from ..codegen.specs.attn_decode import counters as attn_counters
 from ..codegen.specs.gemm import gemm_params
 from ..codegen.specs.gemv_mx import TOKENS as GEMV_MX_TOKENS
 from ..codegen.specs.matmul_q8 import team_for
@@ -51,22 +49,18 @@ from .graph import GraphError, LayerGraph
 SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generating step
 # Prefill gemms on an arch whose gemm has the f16-X variant (mma.sync: sm_80/sm_90, emu-sm90) read X
 # converted to f16 once per distinct activation (x_f16, shared by Q/K/V and by gate/up) instead of
-# converting it in every block column. Off until measured on the H100 against the f32-X gemm
-# (benchmarks/gemm.py --variants ldm,f16x; the model's pp512).
-GEMM_F16_X = False
+# converting it in every block column. Measured on the H100 (docs/PERFORMANCE.md, one call): the 8B's
+# projections at m = 512 in 80 ms against 97 ms (benchmarks/gemm.py, conversions included).
+GEMM_F16_X = True
 # matmul_q8's row team on a GPU: the smallest that gives each thread at most this many 32-column
 # units. Measured on the H100 (one call, each setting twice; docs/PERFORMANCE.md): 4 against 1
 # (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
 # than both on the 8B.
 TEAM_UNITS = 4
-# Decode attention as one launch where the arch has it: attn_decode combine=True (its last block of a
-# (KV head, row tile) merges the splits; quant=q8 where attn_combine's q8 peephole would apply) instead
-# of attn_decode + attn_combine. Its counters are the reference ("zeroed", name, bytes): a buffer of
-# its own, zeroed once when allocated, which the executor must provide (the kernel leaves it zeroed).
-MERGED_ATTN = False
 # Prefill attention's version on the mma.sync path (flash_attn v: 1 scores through shared memory,
-# 2 scores and softmax in registers, double-buffered K/V); v1 until v2 is measured against it on the H100.
-FLASH_ATTN_V = 1
+# 2 scores and softmax in registers, double-buffered K/V). Measured on the H100 (docs/PERFORMANCE.md,
+# one call, benchmarks/flash_attn.py): v2 3.0-3.6x v1's speed at 512 and 2048 tokens, 1B and 8B shapes.
+FLASH_ATTN_V = 2
 
 
 @dataclass
@@ -381,37 +375,10 @@ class _Lowerer:
         ns, h, d = self.opts.splits or decode_splits(self.arch, a["n_kv_heads"]), a["n_heads"], a["head_dim"]
         po = self.scratch("attn.part_o", ns * h * d * 4)
         pml = self.scratch("attn.part_ml", ns * h * 2 * 4)
-        args = {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)}
-        if MERGED_ATTN and self.fusable("attn_decode", **params, combine=True):
-            # one launch; the counters' buffer outlives the step (never shared with other tensors)
-            args["count"] = ("zeroed", "attn.count", 4 * attn_counters(h, a["n_kv_heads"]))
-            if self.merged_q8(o, params):  # o's only readers are integer matmuls: its 8-bit blocks instead
-                xq, xd = self.q8[o]
-                self.call("attn_decode", {**params, "combine": True, "quant": "q8"}, {**args, "xq": xq, "xd": xd},
-                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
-            else:
-                self.call("attn_decode", {**params, "combine": True}, {**args, "o": o},
-                          o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
-            return
-        self.call("attn_decode", params, args, o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
+        self.call("attn_decode", params, {**kv, "part_o": po, "part_ml": pml, **common, "kv_len": ("kv_len",)},
+                  o, n_splits=ns, n_heads=h, n_kv_heads=a["n_kv_heads"])
         self.call("attn_combine", {"block": 128},
                   {"part_o": po, "part_ml": pml, "o": o, "n_splits": ns, "n_heads": h, "head_dim": d}, o, n_heads=h)
-
-    def merged_q8(self, o: str, params: dict) -> bool:
-        """The merged decode attention writes o's 8-bit blocks (registered in self.q8, as
-        fuse_norm_q8 does for attn_combine) when every reader of o is an integer matmul and the
-        arch has that variant; decided before the call, since its readers come later."""
-        readers = self.readers.get(o, [])
-        rows, cols = self.shape(o)
-        if not readers or o in self.outputs or not self.fusable("attn_decode", **params, combine=True, quant="q8"):
-            return False
-        for r in readers:
-            if r.op != "matmul" or r.inputs[1] != o:
-                return False
-            if not uses_q8(self.arch, self.g.tensors[r.inputs[0]].dtype, self.shape(r.inputs[0])[1], rows):
-                return False
-        self.q8[o] = (self.scratch(f"{o}:q8", rows * cols), self.scratch(f"{o}:q8d", rows * (cols // 32) * 8))
-        return True
 
     def last_rows(self, n, x):
         (y,) = n.outputs

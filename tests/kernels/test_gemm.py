@@ -63,7 +63,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import MMA_BM, MMA_SMALL, k_step, path, rounds_to_f16, tiles
+from forge.codegen.specs.gemm import MMA_BM, MMA_SMALL, k_step, mma_tile_for, path, rounds_to_f16, tiles
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -396,3 +396,13 @@ def test_mma_sync_property_catches_ldmatrix_mutant(mma_ctx, mutant, tile, tmp_pa
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned}, MMA_LDM_MUTANTS[mutant],
                             lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=30)
+
+
+def test_lowering_takes_the_small_tile_only_where_the_big_ones_fill_under_half_the_device():
+    """mma_tile_for, from the H100 measurement in its docstring: at m = 512 the 1024-row K/V
+    projections take 64 x 64 tiles, the 4096- and 14336-row ones keep 128 x 128; targets that do not
+    say how many compute units they have (emu-sm90) and other paths keep the default."""
+    sm90 = get_arch("sm_90")
+    assert [mma_tile_for(sm90, "q4_0", 512, r) for r in (1024, 4096, 14336)] == [MMA_SMALL, MMA_BM, MMA_BM]
+    assert mma_tile_for(get_arch("emu-sm90"), "q4_0", 512, 1024) == MMA_BM
+    assert mma_tile_for(get_arch("gfx1100"), "q4_0", 512, 1024) == MMA_BM

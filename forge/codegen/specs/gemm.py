@@ -97,13 +97,14 @@ def mma_tiles(tile: int) -> tuple[int, int, int, tuple[int, int]]:
 
 
 def mma_tile_for(arch: Arch, wtype: str, m: int, n_rows: int) -> int:
-    """The mma.sync block tile for Y [m, n_rows]: 128, unless its tiles would not give every compute
-    unit of the arch one block (1024-row K/V projections at m = 512: 32 tiles for the H100's 132 SMs;
-    4096 rows: 128), then 64 (4x the blocks, each half the reuse per fragment). Other paths: 128 (the
-    parameter's default, which they ignore)."""
+    """The mma.sync block tile for Y [m, n_rows]: 128, unless its tiles would fill less than half the
+    arch's compute units, then 64 (4x the blocks, each half the reuse per fragment). Measured on the
+    H100 at m = 512 (docs/PERFORMANCE.md, benchmarks/gemm.py): 1024 rows (32 tiles for 132 SMs) 64 is
+    1.4x faster; 4096 rows (128 tiles) 128 is 1.5x faster. Other paths: 128 (the parameter's
+    default, which they ignore)."""
     if path(arch, wtype) != "mma_sync" or not arch.compute_units:
         return MMA_BM
-    return MMA_SMALL if ceil_div(m, MMA_BM) * ceil_div(n_rows, MMA_BN) < arch.compute_units else MMA_BM
+    return MMA_SMALL if 2 * ceil_div(m, MMA_BM) * ceil_div(n_rows, MMA_BN) < arch.compute_units else MMA_BM
 
 
 def gemm_params(arch: Arch, wtype: str, m: int, n_rows: int) -> dict:
