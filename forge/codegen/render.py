@@ -107,15 +107,10 @@ def _assemble(env, arch: Arch, kernel: KernelInfo, ctx: dict, body, root) -> str
 def _entry_hook(src: str, kernel: KernelInfo) -> str:
     """NVIDIA: every kernel's first statement is forge_kernel_entry() (prelude_cuda.h): on Hopper the
     wait for the preceding kernel of a programmatic-dependent launch (and the early start of the next),
-    a no-op elsewhere. Every template opens its kernel as `<symbol>(<signature>) {`. A template that
-    defines FORGE_ENTRY_PLACED places forge_wait_inputs() itself (after work that reads no input)."""
+    a no-op elsewhere. Every template opens its kernel as `<symbol>(<signature>) {`."""
     opening = f"{kernel.symbol}({kernel.signature}) {{"
     if src.count(opening) != 1:
         raise RenderError(f"{kernel.symbol}: the kernel's opening `{opening[:60]}...` must appear once")
-    if "#define FORGE_ENTRY_PLACED" in src:
-        if "forge_wait_inputs();" not in src:
-            raise RenderError(f"{kernel.symbol}: FORGE_ENTRY_PLACED but no forge_wait_inputs() call")
-        return src
     return src.replace(opening, opening + " forge_kernel_entry();")
 
 

@@ -28,12 +28,6 @@ DEVICE u32 linear_tid() { return tid_x() + bdim_x() * (tid_y() + bdim_y() * tid_
 DEVICE u32 lane_id() { return linear_tid() % WAVE_SIZE; }
 DEVICE u32 wave_id() { return linear_tid() / WAVE_SIZE; }
 
-// No programmatic dependent launch here (prelude_cuda.h): a kernel's inputs are complete when it
-// starts, and the weight prefetch that overlaps the previous kernel's tail has nothing to overlap.
-DEVICE void forge_wait_inputs() {}
-DEVICE void forge_start_next() {}
-DEVICE void prefetch_l2(const void* p) { (void)p; }
-
 // __syncthreads as HIP spells it: release fence, s_barrier, acquire fence (workgroup scope).
 DEVICE void sync_threads() {
   __builtin_amdgcn_fence(__ATOMIC_RELEASE, "workgroup");

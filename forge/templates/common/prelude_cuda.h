@@ -23,25 +23,16 @@ DEVICE u32 linear_tid() { return threadIdx.x + blockDim.x * (threadIdx.y + block
 DEVICE u32 lane_id() { return linear_tid() % WAVE_SIZE; }
 DEVICE u32 wave_id() { return linear_tid() / WAVE_SIZE; }
 DEVICE void sync_threads() { __syncthreads(); }
-// Hopper's programmatic dependent launch (the runtime's captured decode step, forge/runtime/cuda.py)
-// lets a kernel start while the one before it drains. forge_wait_inputs(): wait until that one has
-// finished and its writes are visible; forge_start_next(): allow the next kernel to start its blocks
-// as ours finish. Without such a launch both return at once. Every kernel's first statement is
-// forge_kernel_entry() (forge/codegen/render.py adds it), unless its template defines
-// FORGE_ENTRY_PLACED and calls the two itself (rowteams.j2: after prefetching its weights).
-DEVICE void forge_wait_inputs() {
+// Every kernel's first statement (forge/codegen/render.py adds it). Hopper's programmatic dependent
+// launch (the runtime's captured decode step, forge/runtime/cuda.py) lets a kernel start while the one
+// before it drains: wait until that one has finished and its writes are visible, then allow the next
+// kernel to start its blocks as ours finish. Without such a launch both instructions return at once.
+DEVICE void forge_kernel_entry() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-DEVICE void forge_start_next() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" :::);
 #endif
 }
-DEVICE void forge_kernel_entry() { forge_wait_inputs(); forge_start_next(); }
-// A hint: bring the 128-byte line at p into L2 (no register, no wait).
-DEVICE void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];" :: "l"(p)); }
 
 // ---- wave (warp) operations; out-of-wave sources keep the lane's own value ----
 #define FORGE_FULL 0xffffffffu

@@ -33,12 +33,6 @@ DEVICE u32 linear_tid() { return forge_emu_self()->linear; }
 DEVICE u32 lane_id() { return forge_emu_self()->lane; }
 DEVICE u32 wave_id() { return forge_emu_self()->wave; }
 
-// No programmatic dependent launch here (prelude_cuda.h): a kernel's inputs are complete when it
-// starts, and the weight prefetch that overlaps the previous kernel's tail has nothing to overlap.
-DEVICE void forge_wait_inputs() {}
-DEVICE void forge_start_next() {}
-DEVICE void prefetch_l2(const void* p) { (void)p; }
-
 // The empty asm tells the compiler that other threads' writes to memory (shared arrays included)
 // become visible across the call, which switches fibers.
 #define FORGE_MEMORY_FENCE() __asm__ __volatile__("" ::: "memory")
