@@ -72,7 +72,7 @@ def test_nvidia_gemm_multiplies_on_mma_sync_without_local_memory(store, arch_nam
     fragment or accumulator array indexed at run time, or a register budget overrun, would put it
     there silently."""
     from forge.errors import ToolchainError
-    from tests.codegen.test_resources import driver_resources
+    from tests.codegen.test_resources import assert_no_local_memory
     try:
         entry, ptx = _compile(store, "gemm", {"wtype": wtype, **extra}, arch_name)
     except ToolchainError as e:
@@ -84,12 +84,7 @@ def test_nvidia_gemm_multiplies_on_mma_sync_without_local_memory(store, arch_nam
     else:
         assert ldm not in ptx and "ld.shared.u32" in ptx
     assert "ld.shared.u16" not in ptx and "ld.shared.b16" not in ptx
-    res = entry.meta["resources"]
-    if not res["vgpr"]:  # no ptxas report (seen with the lent H100's NVRTC): ask the driver
-        res = driver_resources(entry)
-        if res is None:
-            pytest.skip("no ptxas report and no CUDA device")
-    assert res["scratch"] == 0 and res["spills"] == 0, f"{entry.meta['symbol']}: {res}"
+    assert_no_local_memory(entry)  # the driver's count where NVRTC gave no ptxas report (the lent H100's)
 
 
 def test_mma_sync_register_halves_are_adjacent_along_k():
@@ -263,8 +258,8 @@ def test_mma_sync_ptx_from_nvrtc():
     assert get_layout("mma_m16n8k16_f16_f32").instruction in ptx
 
 
-def test_mma_sync_tile_code_on_the_gpu():
-    """Skipped without a CUDA device (CI); run on the lent H100 (docs/ARCH.md)."""
+def _mma_gpu():
+    """A kernel context on this machine's CUDA device, if it has mma.sync; skipped otherwise (CI)."""
     from tests.conftest import KernelContext
     from forge.errors import DeviceError
     try:
@@ -274,7 +269,12 @@ def test_mma_sync_tile_code_on_the_gpu():
         pytest.skip(f"no CUDA device: {e}")
     if not dev.arch.has("mma_sync"):
         pytest.skip(f"{dev.arch.name} has no mma.sync")
-    ctx = KernelContext(dev, dev.arch, None)
+    return KernelContext(dev, dev.arch, None)
+
+
+def test_mma_sync_tile_code_on_the_gpu():
+    """Skipped without a CUDA device (CI); run on the lent H100 (docs/ARCH.md)."""
+    ctx = _mma_gpu()
     (ai, bi, ci), (a, b, c) = _mma_cases()
     np.testing.assert_array_equal(_mma_run(ctx, ai, bi, ci), ai.astype(np.float64) @ bi + ci)  # exact sums
     got, exact = _mma_run(ctx, a, b, c), a.astype(np.float64) @ b.astype(np.float64) + c
@@ -373,16 +373,7 @@ def test_emulated_ldmatrix_refuses_what_the_ptx_isa_forbids(shift, live, message
 
 def test_ldmatrix_on_the_gpu():
     """Skipped without a CUDA device (CI): the instruction itself against the PTX ISA's words."""
-    from tests.conftest import KernelContext
-    from forge.errors import DeviceError
-    try:
-        from forge.runtime.cuda import CudaDevice
-        dev = CudaDevice()
-    except (DeviceError, ImportError) as e:
-        pytest.skip(f"no CUDA device: {e}")
-    if not dev.arch.has("mma_sync"):
-        pytest.skip(f"{dev.arch.name} has no mma.sync")
-    ctx = KernelContext(dev, dev.arch, None)
+    ctx = _mma_gpu()
     for seed in range(3):
         src, rows = _ldm_case(seed)
         np.testing.assert_array_equal(_ldm_run(ctx, src, rows), _ldm_ptx_model(src, rows))
