@@ -4,8 +4,6 @@ for one new token, per KV-cache dtype.
     python benchmarks/attention.py --backend cuda                    # context 4096, 32/8 heads, d 128
     python benchmarks/attention.py --backend cuda --splits 16,32,64 --read-limit --json out.json
     python benchmarks/attention.py --backend emu --context 256 --splits 4
-    python benchmarks/attention.py --backend cuda --kv f16,q8_0 --read-limit \
-        --baseline-dir benchmarks/baselines/attn_decode_21860a1      # old and new kernel, one call
 
 The cache holds random valid rows of the dtype (f32, f16, fp8 E4M3 with a row scale, q8_0) for one
 sequence of --context tokens in pages of --page-size, the pages in shuffled order; as many
@@ -17,28 +15,12 @@ batches where there are no events). Bytes per step = K and V rows of the context
 table: what a step must move at least (the split partials are extra traffic, reported apart). The
 decode launch alone is timed the same way. --read-limit: the single-kernel read limit at the step's
 byte count, measured as benchmarks/gemv.py does (../shared/peer/read_limit.py's method).
---baseline-dir DIR: each dtype is also measured with DIR's hand-kept attn_decode sources
-(FORGE_OVERRIDE_DIR, <symbol>.hip) in the same process, right after the current source: rows
-"new" and "old". benchmarks/baselines/attn_decode_21860a1 holds the sm_90 head_dim 128 kernels
-before the per-wave rewrite (rendered at commit 21860a1; that kernel took 8 heads a block, so the
-comparison needs a group of at most 4 heads, where both launch one row tile).
---merged: after each split count's decode + combine row, the merged variant (attn_decode combine=True:
-the last block of a (KV head, row tile) merges the splits; forge/runtime/lower.py MERGED_ATTN) on the
-same caches and buffers, one launch a step: rows "n+m" ("step us" is its one launch; its counters are
-checked back at 0 after the timed replays). For the lead's MERGED_ATTN decision:
-    python benchmarks/attention.py --backend cuda --kv f16,q8_0 --context 4096 --splits 16,32,64 --merged
---variant KEY=VAL,... (repeatable): also time attn_decode rendered with its spec's template context
-changed (specs/attn_decode.py: steps = key steps per wave tile, min_blocks = the sm_90 launch
-bound), written to a temporary FORGE_OVERRIDE_DIR; rows v1, v2, ... in the order given.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import tempfile
 import statistics
 import sys
 from pathlib import Path
@@ -163,8 +145,6 @@ def bench(dev, arch, kernels, kv, args, rng) -> list[dict]:
                    "partial_bytes": ns * nh * (d + 2) * 4 * 2, "rel_err": rel,
                    "check": "ok" if rel < 1e-4 else "WRONG"}
             out.append(row)
-            if args.merged:
-                out.append(bench_merged(dev, arch, kernels, kv, args, bufs, caches, ns, ref, row))
         return out
     finally:
         for b in bufs.values():
@@ -172,85 +152,6 @@ def bench(dev, arch, kernels, kv, args, rng) -> list[dict]:
         for c in caches:
             for b in c:
                 dev.free(b)
-
-
-def bench_merged(dev, arch, kernels, kv, args, bufs, caches, ns, ref, base: dict) -> dict:
-    """The merged variant (attn_decode combine=True: its last block of a (KV head, row tile) merges
-    the splits) timed as one launch a step on the same caches, right after `base` (decode + combine
-    at the same split count); its counters zeroed once and checked back at 0 after the timing."""
-    from forge.codegen.specs.attn_decode import counters
-    nh, nkv, d = args.heads, args.kv_heads, args.head_dim
-    mer = kernels.get("attn_decode", head_dim=d, kv=kv, combine=True)
-    g = mer.variant.launch(arch, n_splits=ns, n_heads=nh, n_kv_heads=nkv)
-    n_count = counters(nh, nkv)
-    count = dev.alloc(4 * n_count)
-    try:
-        dev.upload(count, np.zeros(n_count, np.uint32))
-
-        def step(c):
-            named = {"q": bufs["q"], "k_cache": c[0], "v_cache": c[1], "block_table": c[2], "part_o": bufs["po"],
-                     "part_ml": bufs["pml"], "n_heads": nh, "n_kv_heads": nkv, "page_size": args.page_size,
-                     "kv_len": bufs["len"], "scale": float(np.float32(1 / np.sqrt(d))), "o": bufs["o"], "count": count}
-            return [BoundLaunch(mer.fn, g.grid, g.block, g.shared_bytes, tuple(named[a.name] for a in mer.args),
-                                tuple(mer.args))]
-        dev.memset(bufs["o"], 0xFF)
-        dev.record(step(caches[0])).run()
-        dev.synchronize()
-        got = np.frombuffer(dev.download(bufs["o"]), np.float32).reshape(nh, d).astype(np.float64)
-        rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
-        steps = [lb for i in range(args.launches) for lb in step(caches[i % len(caches)])]
-        med = statistics.median(time_launches(dev, steps, args.repeats))  # one launch a step
-        left = np.frombuffer(dev.download(count, 4 * n_count), np.uint32)
-        ok = rel < 1e-4 and not left.any()
-        return {**base, "us": med * 1e6, "us_decode": med * 1e6, "gbs": base["bytes"] / med / 1e9, "rel_err": rel,
-                "merged": True, "counters_left": int(left.sum()), "check": "ok" if ok else "WRONG"}
-    finally:
-        dev.free(count)
-
-
-def report(dev, arch, r: dict, args) -> dict:
-    """Print one measured row (adding the read limit and the ratios to it) and return it."""
-    if args.read_limit and has_graphs(dev):
-        t, _ = read_limit(dev, arch, r["bytes"])
-        r["limit_gbs"] = r["bytes"] // 16 * 16 / t / 1e9
-    r["pct_roof"] = 100 * r["gbs"] / args.roofline
-    lim = r.get("limit_gbs")
-    lim_roof = f"{100 * lim / args.roofline:5.1f}%" if lim else "-"
-    of_lim = f"{100 * r['gbs'] / lim:5.1f}%" if lim else "-"
-    print(f"{r['kv']:<5} {r['src']:<3} {r['splits']:>6} {r['bytes'] / 1e6:>6.2f} {r['us']:>8.2f} {r['us_decode']:>9.2f} "
-          f"{r['gbs']:>6.0f} {r['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6} {r['rel_err']:>8.1e}  {r['check']}",
-          flush=True)
-    return r
-
-
-def render_variant(arch, kvs: list[str], head_dim: int, over: dict, out: Path) -> None:
-    """attn_decode for each KV dtype rendered into `out` (as FORGE_OVERRIDE_DIR reads it) with the
-    spec's template context updated by `over` (for instance {"steps": 8, "min_blocks": 2})."""
-    from forge.codegen.render import render
-    from forge.codegen.spec import get_spec
-    spec = get_spec("attn_decode")
-    base = spec.context
-    spec.context = lambda p, a: {**base(p, a), **over}
-    try:
-        for kv in kvs:
-            v = spec.variant(arch, head_dim=head_dim, kv=kv)
-            (out / f"{v.symbol}.hip").write_text(render(v, arch))
-    finally:
-        del spec.context  # the class's method again
-
-
-@contextlib.contextmanager
-def override_dir(path: str | None):
-    """FORGE_OVERRIDE_DIR set to `path` (None: unset) while kernels are fetched and compiled."""
-    old = os.environ.pop("FORGE_OVERRIDE_DIR", None)
-    if path:
-        os.environ["FORGE_OVERRIDE_DIR"] = str(Path(path).resolve())
-    try:
-        yield
-    finally:
-        os.environ.pop("FORGE_OVERRIDE_DIR", None)
-        if old is not None:
-            os.environ["FORGE_OVERRIDE_DIR"] = old
 
 
 def main(argv=None) -> int:
@@ -273,14 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--read-limit", action="store_true")
     ap.add_argument("--json")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--baseline-dir", help="also time the attn_decode sources in DIR (FORGE_OVERRIDE_DIR): rows 'old'")
-    ap.add_argument("--merged", action="store_true",
-                    help="also time attn_decode combine=True (one launch a step) after each split count: rows n+m")
-    ap.add_argument("--variant", action="append", default=[],
-                    help="KEY=VAL,... of attn_decode's template context (steps, min_blocks): rows v1, v2, ...")
     args = ap.parse_args(argv)
-    if args.baseline_dir and args.heads // args.kv_heads > 4:
-        ap.error("--baseline-dir compares at groups of at most 4 heads (the baseline took 8 a block, the new kernel 4)")
     gpu = args.backend != "emu"
     args.splits = [int(v) for v in args.splits.split(",")]
     args.rotate_mb = (256 if gpu else 0) if args.rotate_mb is None else args.rotate_mb
@@ -288,30 +182,28 @@ def main(argv=None) -> int:
     rows = []
     try:
         dev, arch = make_device(args.backend, args.wave, args.arch)
+        kernels = Dispatcher(dev, arch)
+        rng = np.random.default_rng(args.seed)
         print(f"decode attention, context {args.context}, {args.heads} heads / {args.kv_heads} KV heads, d {args.head_dim}, "
               f"pages of {args.page_size}, on {dev!r}; attn_decode + attn_combine per step; "
               f"{'graphs timed with events' if has_graphs(dev) else 'host-timed'}; % of {args.roofline:.0f} GB/s", flush=True)
-        head = (f"{'kv':<5} {'src':<3} {'splits':>6} {'MB':>6} {'step us':>8} {'decode us':>9} {'GB/s':>6} {'%roof':>6} "
+        head = (f"{'kv':<5} {'splits':>6} {'MB':>6} {'step us':>8} {'decode us':>9} {'GB/s':>6} {'%roof':>6} "
                 f"{'limit%':>6} {'%limit':>6} {'rel err':>8}  check")
         print(head)
         print("-" * len(head), flush=True)
-        kvs = [k.strip() for k in args.kv.split(",") if k.strip()]
-        sources = [("new", None)] + ([("old", args.baseline_dir)] if args.baseline_dir else [])
-        tmp = tempfile.TemporaryDirectory()
-        for i, spec in enumerate(args.variant, 1):
-            over = {k: int(v) for k, v in (kv.split("=") for kv in spec.split(","))}
-            out = Path(tmp.name) / f"v{i}"
-            out.mkdir()
-            render_variant(arch, kvs, args.head_dim, over, out)
-            sources.append((f"v{i}", str(out)))
-            print(f"v{i}: attn_decode with {over}")
-        for kv in kvs:
-            for src, odir in sources:
-                with override_dir(odir):  # a fresh Dispatcher: its kernels compile (or load) under this source
-                    got = bench(dev, arch, Dispatcher(dev, arch), kv, args, np.random.default_rng(args.seed))
-                for r in got:
-                    r["src"] = src if not r.get("merged") else f"{src[0]}+m"
-                    rows.append(report(dev, arch, r, args))
+        for kv in [k.strip() for k in args.kv.split(",") if k.strip()]:
+            for r in bench(dev, arch, kernels, kv, args, rng):
+                if args.read_limit and has_graphs(dev):
+                    t, _ = read_limit(dev, arch, r["bytes"])
+                    r["limit_gbs"] = r["bytes"] // 16 * 16 / t / 1e9
+                r["pct_roof"] = 100 * r["gbs"] / args.roofline
+                lim = r.get("limit_gbs")
+                lim_roof = f"{100 * lim / args.roofline:5.1f}%" if lim else "-"
+                of_lim = f"{100 * r['gbs'] / lim:5.1f}%" if lim else "-"
+                rows.append(r)
+                print(f"{kv:<5} {r['splits']:>6} {r['bytes'] / 1e6:>6.2f} {r['us']:>8.2f} {r['us_decode']:>9.2f} "
+                      f"{r['gbs']:>6.0f} {r['pct_roof']:>5.1f}% {lim_roof:>6} {of_lim:>6} {r['rel_err']:>8.1e}  {r['check']}",
+                      flush=True)
     except ForgeError as e:
         print(f"attention bench: error: {e}", file=sys.stderr)
         return 1
