@@ -5,7 +5,7 @@ for one new token, per KV-cache dtype.
     python benchmarks/attention.py --backend cuda --splits 16,32,64 --read-limit --json out.json
     python benchmarks/attention.py --backend emu --context 256 --splits 4
 
-The cache holds random valid rows of the dtype (f32, f16, fp8 E4M3 with a row scale, q8_0) for one
+The cache holds random valid rows of the dtype (f32, f16, fp8 E4M3 with a row scale, q8_0, mxfp6) for one
 sequence of --context tokens in pages of --page-size, the pages in shuffled order; as many
 (K, V, block table) copies as exceed --rotate-mb, so the timed steps read from memory, not the L2.
 The output of one step is checked against a float64 attention of the decoded rows (relative error
@@ -34,11 +34,12 @@ from forge.errors import ForgeError  # noqa: E402
 from forge.runtime.device import BoundLaunch  # noqa: E402
 from forge.runtime.dispatch import Dispatcher  # noqa: E402
 
-KV_DTYPES = ("f32", "f16", "fp8", "q8_0")
+KV_DTYPES = ("f32", "f16", "fp8", "q8_0", "mxfp6")
 
 
 def row_bytes(kv: str, d: int) -> int:
-    return {"f32": 4 * d, "f16": 2 * d, "fp8": d + 4, "q8_0": d // 32 * 34}[kv]
+    return {"f32": 4 * d, "f16": 2 * d, "fp8": d + 4, "q8_0": d // 32 * 34,
+            "mxfp6": 3 * d // 4 + (-(-d // 32) + 3) // 4 * 4}[kv]
 
 
 def fp8_values() -> np.ndarray:
@@ -63,11 +64,30 @@ def random_rows(kv: str, n: int, d: int, rng) -> tuple[np.ndarray, np.ndarray]:
         scale = np.full((n, 1), 1 / 64, np.float32)
         raw = np.concatenate([codes, scale.view(np.uint8)], axis=1)
         return raw, fp8_values()[codes] * np.float64(scale)
+    if kv == "mxfp6":
+        return mxfp6_rows(n, d, rng)
     blocks = d // 32
     dq = np.full((n, blocks), 0.01, np.float16)
     q = rng.integers(-127, 128, (n, blocks, 32), dtype=np.int8)
     raw = np.concatenate([dq[..., None].view(np.uint8).reshape(n, blocks, 2), q.view(np.uint8)], axis=2)
     return raw.reshape(n, -1), (dq.astype(np.float64)[..., None] * q).reshape(n, d)
+
+
+def mxfp6_rows(n: int, d: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Random mxfp6 rows (d % 16 == 0; docs/KVCACHE.md's layout): 6-bit E2M3 codes as a little-endian
+    stream, then one E8M0 scale a block of 32 (2^-2 here), zero-padded to 4 bytes; values through
+    forge.quant.mx's dequantize_mx."""
+    from forge.quant import mx
+    nb = -(-d // 32)
+    codes = rng.integers(0, 64, (n, d), dtype=np.uint32)
+    scales = np.full((n, nb), 125, np.uint8)
+    vals = mx.dequantize_mx(scales, np.pad(codes, ((0, 0), (0, 32 * nb - d))).astype(np.uint8), mx.MXFP6_E2M3)
+    g = codes.reshape(n, d // 4, 4)
+    w = g[..., 0] | (g[..., 1] << 6) | (g[..., 2] << 12) | (g[..., 3] << 18)
+    raw = np.zeros((n, row_bytes("mxfp6", d)), np.uint8)
+    raw[:, :3 * d // 4] = np.stack([w & 0xFF, (w >> 8) & 0xFF, w >> 16], axis=-1).reshape(n, -1)
+    raw[:, 3 * d // 4:3 * d // 4 + nb] = scales
+    return raw, vals[:, :d].astype(np.float64)
 
 
 def build_cache(kv, n, nkv, d, ps, rng):
