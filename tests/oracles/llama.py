@@ -9,7 +9,9 @@ passes it is first quantized to 8-bit blocks of 32 exactly as forge's quantize_q
 amax/127, q = round half away from zero), the integer path's one deliberate approximation, so
 that path can be checked as tightly as the float one. With `mx_acts` (a forge.quant.mx format name or
 None per (forge weight type, n_cols)), the input is instead rounded to that MX format per block of
-32 by forge.quant.mx, as the scaled-MFMA kernels (gfx950; forge.load(acts=...)) quantize it."""
+32 by forge.quant.mx, as the scaled-MFMA kernels (gfx950; forge.load(acts=...)) quantize it. With
+`kv_round` (a function of K or V [T, kv heads, head_dim]), attention reads what it returns: the values
+a quantized KV cache holds."""
 
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ from forge.model.weights import weight_types
 class Reference:
     """The float64 model of one GGUF file."""
 
-    def __init__(self, path, q8=None, mx_acts=None):
+    def __init__(self, path, q8=None, mx_acts=None, kv_round=None):
         self.g = load_gguf(path)
+        self.kv_round = kv_round or (lambda a: a)  # what the KV cache stores of K (after RoPE) and V
         self.mx_acts = mx_acts or (lambda wtype, n_cols: None)
         self.cfg = load_config(path)
         self.wtypes = weight_types(self.g)
@@ -102,6 +105,7 @@ class Reference:
             q = self.rope(q.reshape(T, c.n_head, hd), pos)
             k = self.rope(k.reshape(T, c.n_head_kv, hd), pos)
             v = v.reshape(T, c.n_head_kv, hd)
+            k, v = self.kv_round(k), self.kv_round(v)
             o = np.empty((T, c.n_head, hd))
             for hq in range(c.n_head):
                 hk = hq // c.n_gqa
