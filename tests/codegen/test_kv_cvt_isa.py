@@ -6,8 +6,8 @@ checked on emu-gfx950 (tests/kernels/test_kv_cvt_gfx950.py); no AMD GPU has run 
 
 import pytest
 
-from forge.codegen.codeobject import read_code_object
 from forge.codegen.store import Store
+from tests.codegen.test_matrix_isa import compiled_gfx950
 
 
 @pytest.fixture(scope="module")
@@ -15,29 +15,19 @@ def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("store"))
 
 
-def compiled(store, family, params):
-    """gfx950 assembly of a variant, after checking it uses no scratch and spills nothing."""
-    from tests.codegen.test_matrix_isa import _compile
-    entry, asm = _compile(store, family, params, "gfx950")
-    res = entry.meta["resources"]
-    k = read_code_object(entry.read_object(), family).kernel(entry.meta["symbol"])
-    assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{entry.meta['symbol']}: {res}, spills {k.vgpr_spill_count}"
-    return asm
-
-
 def test_kv_append_mxfp6_encodes_with_2xpk16_fp6(store):
-    asm = compiled(store, "kv_append", {"kv": "mxfp6", "block": 128})
+    asm = compiled_gfx950(store, "kv_append", {"kv": "mxfp6", "block": 128})
     assert "v_cvt_scalef32_2xpk16_fp6_f32" in asm
 
 
 @pytest.mark.parametrize("family,params", [("flash_attn", {"head_dim": 128, "kv": "mxfp6"}),
                                            ("attn_decode", {"head_dim": 128, "kv": "mxfp6"})])
 def test_attention_decodes_mxfp6_with_pk32_f32_fp6(store, family, params):
-    asm = compiled(store, family, params)
+    asm = compiled_gfx950(store, family, params)
     assert "v_cvt_scalef32_pk32_f32_fp6" in asm
 
 
 @pytest.mark.parametrize("family", ["flash_attn", "attn_decode"])
 def test_attention_decodes_fp8_with_pk_f32_fp8(store, family):
-    asm = compiled(store, family, {"head_dim": 128, "kv": "fp8"})
+    asm = compiled_gfx950(store, family, {"head_dim": 128, "kv": "fp8"})
     assert "v_cvt_scalef32_pk_f32_fp8" in asm

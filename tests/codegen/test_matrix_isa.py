@@ -42,6 +42,16 @@ def _compile(store, family, params, arch_name):
     return entry, entry.file(ASM_FILE).read_text()
 
 
+def compiled_gfx950(store, family, params):
+    """gfx950 assembly of a variant, after checking it uses no scratch and spills nothing (the MX
+    ISA tests: test_mx_acts_isa.py, test_kv_cvt_isa.py)."""
+    entry, asm = _compile(store, family, params, "gfx950")
+    res = entry.meta["resources"]
+    k = read_code_object(entry.read_object(), family).kernel(entry.meta["symbol"])
+    assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{entry.meta['symbol']}: {res}, spills {k.vgpr_spill_count}"
+    return asm
+
+
 @pytest.mark.parametrize("wtype", WTYPE_NAMES)
 def test_gfx1100_gemm_multiplies_on_wmma_without_scratch(store, wtype):
     entry, asm = _compile(store, "gemm", {"wtype": wtype}, "gfx1100")

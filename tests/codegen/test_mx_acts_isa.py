@@ -6,8 +6,8 @@ E4M3 is 0)."""
 
 import pytest
 
-from forge.codegen.codeobject import read_code_object
 from forge.codegen.store import Store
+from tests.codegen.test_matrix_isa import compiled_gfx950
 
 
 @pytest.fixture(scope="module")
@@ -15,17 +15,8 @@ def store(tmp_path_factory):
     return Store(tmp_path_factory.mktemp("store"))
 
 
-def compiled(store, family, params):
-    from tests.codegen.test_matrix_isa import _compile
-    entry, asm = _compile(store, family, params, "gfx950")
-    res = entry.meta["resources"]
-    k = read_code_object(entry.read_object(), family).kernel(entry.meta["symbol"])
-    assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{entry.meta['symbol']}: {res}, spills {k.vgpr_spill_count}"
-    return asm
-
-
 def test_gfx950_gemm_with_mxfp6_acts_converts_with_cvt_scalef32_and_gives_fp6_to_the_unit(store):
-    asm = compiled(store, "gemm", {"wtype": "mxfp4", "acts": "mxfp6"})
+    asm = compiled_gfx950(store, "gemm", {"wtype": "mxfp4", "acts": "mxfp6"})
     assert "v_mfma_scale_f32_16x16x128_f8f6f4" in asm
     assert "v_cvt_scalef32_2xpk16_fp6_f32" in asm
     assert "cbsz:2" in asm and "blgp:" not in asm  # A = X in FP6 E2M3, B = W re-encoded as FP8 E4M3
@@ -34,7 +25,7 @@ def test_gfx950_gemm_with_mxfp6_acts_converts_with_cvt_scalef32_and_gives_fp6_to
 @pytest.mark.parametrize("wtype,acts,cbsz,blgp", [("mxfp4", "mxfp6", 4, 2), ("mxfp6_e3m2", "mxfp8", 3, 0),
                                                   ("mxfp8_e5m2", "mxfp6", 1, 2)])
 def test_gfx950_gemv_mx_gives_the_weights_natively(store, wtype, acts, cbsz, blgp):
-    asm = compiled(store, "gemv_mx", {"wtype": wtype, "acts": acts})
+    asm = compiled_gfx950(store, "gemv_mx", {"wtype": wtype, "acts": acts})
     assert "v_mfma_scale_f32_16x16x128_f8f6f4" in asm
     assert f"cbsz:{cbsz}" in asm and (f"blgp:{blgp}" in asm if blgp else "blgp:" not in asm)
     assert ("v_cvt_scalef32_2xpk16_fp6_f32" in asm) == (acts == "mxfp6")

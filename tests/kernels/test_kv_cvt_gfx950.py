@@ -11,36 +11,24 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from forge.arch import get_arch
-from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays
+from tests.kernels.test_gemm import emulator_target
 from tests.kernels.test_kv_append import MXFP6_SPECIAL_ROWS, append, tie_rows
 from tests.oracles.attention import kv_encode, paged_kv, place, shuffled_pages
 
 CVT_DTYPES = ("fp8", "mxfp6")
 
 
-def emu_target(request, name: str) -> KernelContext:
-    """A kernel context on the emulator target `name`; skipped unless --backend runs the emulator."""
-    if request.config.getoption("--backend") not in ("cpu", "emu"):
-        pytest.skip(f"{name} is an emulator target: --backend cpu or emu")
-    from forge.runtime.dispatch import Dispatcher
-    from forge.runtime.emu import EmuDevice
-    arch = get_arch(name)
-    dev = EmuDevice(arch.wave_size)
-    return KernelContext(dev, arch, Dispatcher(dev, arch))
-
-
 @pytest.fixture(scope="module")
 def cvt_ctx(request):
-    return emu_target(request, "emu-gfx950")
+    return emulator_target(request, "emu-gfx950")
 
 
 @pytest.fixture(scope="module")
 def plain_ctx(request):
-    return emu_target(request, "emu64")
+    return emulator_target(request, "emu64")
 
 
 def draw_rows(data, kv, n_tok, heads, d, rng):
