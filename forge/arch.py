@@ -20,6 +20,7 @@ FEATURES = {
     "wmma_f16": "RDNA3 wave32 WMMA f32 += f16 x f16, 16x16x16",
     "wmma_bf16": "RDNA3 wave32 WMMA f32 += bf16 x bf16, 16x16x16",
     "mfma": "CDNA matrix fused multiply-add (v_mfma_*)",
+    "mfma_f16": "CDNA wave64 v_mfma_f32_16x16x16_f16: f32 += f16 x f16, 16x16x16",
     "fp8": "8-bit float conversions in hardware (FNUZ on gfx942, OCP on gfx950 and NVIDIA)",
     "fp8_ocp": "OCP FP8 E4M3/E5M2 encodings (not the FNUZ variants)",
     "mx_scaled_mfma": "gfx950 v_mfma_scale_f32_*_f8f6f4 with E8M0 block scales",
@@ -110,10 +111,11 @@ _ARCHS = [
     _amd("gfx1100", "rdna3", 32, 65536, 0x41, 16, _RDNA3, "RDNA3: RX 7900 XTX/XT, W7900"),
     _amd("gfx1101", "rdna3", 32, 65536, 0x46, 16, _RDNA3, "RDNA3: RX 7800 XT/7700 XT"),
     _amd("gfx1102", "rdna3", 32, 65536, 0x47, 16, _RDNA3, "RDNA3: RX 7600"),
-    _amd("gfx942", "cdna3", 64, 65536, 0x4C, 18, {"fp16", "bf16", "dot4_i8", "mfma", "fp8"},
+    # mfma_f16: v_mfma_f32_16x16x16_f16 (forge/codegen/matrix_layouts.py), emulated on emu-gfx950.
+    _amd("gfx942", "cdna3", 64, 65536, 0x4C, 18, {"fp16", "bf16", "dot4_i8", "mfma", "mfma_f16", "fp8"},
          "CDNA3: MI300X/MI300A/MI325X (FP8 is FNUZ)"),
     _amd("gfx950", "cdna4", 64, 163840, 0x4F, 20,
-         {"fp16", "bf16", "dot4_i8", "mfma", "fp8", "fp8_ocp", "mx_scaled_mfma", "mx_cvt"},
+         {"fp16", "bf16", "dot4_i8", "mfma", "mfma_f16", "fp8", "fp8_ocp", "mx_scaled_mfma", "mx_cvt"},
          "CDNA4: MI350X/MI355X (native MX: scaled MFMA, cvt_scalef32)"),
     Arch("sm_80", "nvidia", "ampere", 32, 166912, 1024,
          frozenset({"fp16", "bf16", "dot4_i8", "mma_sync"}), "sm_80", description="Ampere: A100"),
@@ -136,10 +138,11 @@ _ARCHS = [
          "host", description="CPU emulation with sm_90's features (mma.sync f16) at warp32 (a test vehicle)"),
     # The same for gfx950 (CDNA4, wave 64): the scaled MFMA (v_mfma_scale_f32_16x16x128_f8f6f4) and
     # the cvt_scalef32 conversions the MX decoders use are emulated (common/mma_emu.h.j2,
-    # common/mx_cvt_emu.h). mfma (the unscaled f16/bf16/int8 MFMAs) and fp8/fp8_ocp (conversions no
-    # template uses yet) are not emulated, hence absent. LDS: gfx950's 160 KiB.
+    # common/mx_cvt_emu.h), and the f16 MFMA v_mfma_f32_16x16x16_f16 (mfma_f16: common/mfma_emu.h.j2).
+    # mfma (all the unscaled MFMAs: bf16, int8, other shapes) and fp8/fp8_ocp (conversions no template
+    # uses yet) are not emulated, hence absent. LDS: gfx950's 160 KiB.
     Arch("emu-gfx950", "emu", "emulator", 64, 163840, 1024,
-         frozenset({"fp16", "bf16", "dot4_i8", "mx_scaled_mfma", "mx_cvt"}),
+         frozenset({"fp16", "bf16", "dot4_i8", "mfma_f16", "mx_scaled_mfma", "mx_cvt"}),
          "host", description="CPU emulation with gfx950's MX features (scaled MFMA, cvt_scalef32) at wave64 (a test vehicle)"),
     # The host target: kernels written for a CPU (loops the compiler vectorizes, integer dot products
     # on 8-bit activations), one block = one chunk of work on one thread of the pool. Its wave is 1:

@@ -29,6 +29,13 @@ Sources (docs/ARCH.md cites them with what each says):
   block), tinygrad's wave64 MFMA model and triton's gfx950 layouts (which place FP8 contiguously:
   the disagreement, and why this table follows AMD's blog, is in docs/ARCH.md). Never run on a
   gfx950 here.
+- v_mfma_f32_16x16x16_f16 (CDNA, gfx908+ incl. gfx942 and gfx950, wave64): LLVM BuiltinsAMDGPU.def
+  (`__builtin_amdgcn_mfma_f32_16x16x16f16`, "V4fV4hV4hV4fIiIiIi", mai-insts: A and B 4 halves, C/D 4
+  floats a lane, then the immediates cbsz, abid, blgp); AMD's hgemm_16x16x16 HIP example (AMD
+  copyright, its lane map read off the AMD Matrix Instruction Calculator for mi200: a[i] =
+  A[lane % 16][4 (lane / 16) + i], b[i] = B[4 (lane / 16) + i][lane % 16], d[i] = D[4 (lane / 16) +
+  i][lane % 16]); tinygrad's wave64 MFMA model (a_elem x[k % (K/4)][goff + (k // (K/4)) 16 + row],
+  c_map (lane % 16, (lane // 16) 4 + elem)). Never run on a CDNA GPU here.
 """
 
 from __future__ import annotations
@@ -222,6 +229,20 @@ _MFMA_SCALE_SOURCES = (
 )
 
 
+_MFMA_F16_SOURCES = (
+    "LLVM clang/include/clang/Basic/BuiltinsAMDGPU.def: TARGET_BUILTIN(__builtin_amdgcn_mfma_f32_16x16x16f16, "
+    "\"V4fV4hV4hV4fIiIiIi\", \"nc\", \"mai-insts\"): v4f (v4h a, v4h b, v4f c, imm cbsz, imm abid, imm blgp); "
+    "mai-insts: gfx908, gfx90a, gfx942, gfx950",
+    "AMD's HIP example hgemm_16x16x16 (Advanced Micro Devices copyright; lane map from the AMD Matrix "
+    "Instruction Calculator, ./matrix_calculator.py -a mi200 -i v_mfma_f32_16x16x16f16 -R -A/-B/-D), launched "
+    "as one wave of (16, 4) threads: a[i] = A[threadIdx.x * LDA + 4 * threadIdx.y + i], b[i] = "
+    "B[threadIdx.x + (4 * threadIdx.y + i) * LDB], D[threadIdx.x + (4 * threadIdx.y + i) * LDD] = d[i]",
+    "tinygrad tinygrad/runtime/ops_python.py, AMD threads == 64 model: a_elem(x, k, row, goff) = "
+    "x[k % (K/4)][goff + (k // (K/4))*16 + row], b_elem the same with the column, c_map(lane, elem) = "
+    "(lane%16, (lane//16)*4 + elem) as (column, row)",
+)
+
+
 @dataclass(frozen=True)
 class FragmentLoad:
     """A warp-collective load from shared memory of `rows` x `cols` elements (several small matrices
@@ -339,6 +360,16 @@ LAYOUTS: dict[str, MatrixLayout | FragmentLoad] = {
     #  - 6- and 4-bit (FP6, BF6: 6 registers, FP4: 4): field i (bits w i .. w i + w - 1 of the
     #    little-endian register stream) of lane l is K 32 (l / 16) + i: lane group g holds block g.
     "mfma_scale_f32_16x16x128_f6f4": _mfma_scale("mfma_scale_f32_16x16x128_f6f4", "32 * (lane // 16) + i", 32),
+    # CDNA (gfx908+, gfx942, gfx950; wave64) f16 MFMA: lane l holds row l % 16 of A and column l % 16 of
+    # B at K = 4 (l / 16) + i (four consecutive K: one 8-byte run of a row-major row), and C/D element
+    # i of lane l is D[4 (l / 16) + i][l % 16]. 64 lanes x 4 elements = 256: each element has one home.
+    "mfma_f32_16x16x16_f16": MatrixLayout(
+        "mfma_f32_16x16x16_f16", "__builtin_amdgcn_mfma_f32_16x16x16f16", "v_mfma_f32_16x16x16_f16",
+        "mfma_f16", 64, 16, 16, 16, "f16", "f32",
+        a=Operand(16, 16, 4, Expr("lane % 16"), Expr("4 * (lane // 16) + i")),
+        b=Operand(16, 16, 4, Expr("4 * (lane // 16) + i"), Expr("lane % 16")),
+        d=Operand(16, 16, 4, Expr("4 * (lane // 16) + i"), Expr("lane % 16")),
+        sources=_MFMA_F16_SOURCES),
     # NVIDIA (sm_75+) ldmatrix .x4 .b16: four 8x8 matrices stacked into 32 rows of 8 halves; lane l
     # gives the address of stacked row l (row l % 8 of matrix l / 8); register j of lane l receives
     # matrix j, row l / 4, columns 2 (l % 4) and 2 (l % 4) + 1 (element 2j in the low half, as mma.sync
