@@ -1,9 +1,9 @@
-"""flash_attn's matrix paths in the kept assembly: sm_90 multiplies on mma.sync m16n8k16 and gfx1100 on
-v_wmma_f32_16x16x16_f16 (S = Q K^T and O += P V), for the head dims that take the matrix path and
-every KV dtype that has one, with no local memory / scratch (the Q fragments and O accumulators
-are register arrays indexed in unrolled loops: a run-time index or an overrun register budget
-would put them in local memory silently). gfx950 (no f16 MFMA emulated, so no such path) and head
-dim 256 stay on scalar fma: the negative controls. The second mma.sync version (v=2) adds ldmatrix and
+"""flash_attn's matrix paths in the kept assembly: sm_90 multiplies on mma.sync m16n8k16, gfx1100 on
+v_wmma_f32_16x16x16_f16 and gfx950 / gfx942 on v_mfma_f32_16x16x16_f16 (S = Q K^T and O += P V), for
+the head dims that take the matrix path and every KV dtype that has one, with no local memory /
+scratch (the Q fragments and O accumulators are register arrays indexed in unrolled loops: a run-time
+index or an overrun register budget would put them in local memory silently). Head dim 256 stays on
+scalar fma everywhere: the negative controls. The second mma.sync version (v=2) adds ldmatrix and
 builds P's A fragments from S's accumulators: that correspondence and the row's lanes are derived from
 the lane-layout table (specs/flash_attn.py p_from_s, row_lanes) and checked here against the PTX
 ISA's fragment formulas, transcribed literally."""
@@ -18,7 +18,7 @@ from forge.codegen.matrix_layouts import LAYOUTS, Expr, Operand
 from forge.codegen.specs.flash_attn import MMA_HEAD_DIMS, p_from_s, path, row_lanes
 from forge.codegen.store import Store
 from forge.errors import SpecError
-from tests.codegen.test_matrix_isa import _compile
+from tests.codegen.test_matrix_isa import _compile, compiled_gfx950
 from tests.codegen.test_resources import assert_no_local_memory
 
 MMA_PTX = "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32"
@@ -33,8 +33,9 @@ def store(tmp_path_factory):
 def test_path_choice():
     assert all(path(get_arch("sm_90"), d) == "mma_sync" for d in MMA_HEAD_DIMS)
     assert all(path(get_arch("gfx1100"), d) == "wmma" for d in MMA_HEAD_DIMS)
-    assert path(get_arch("sm_90"), 256) == path(get_arch("gfx950"), 128) == path(get_arch("emu"), 128) == "scalar"
-    assert path(get_arch("host"), 128) == "scalar"
+    assert all(path(get_arch(a), d) == "mfma" for a in ("gfx942", "gfx950", "emu-gfx950") for d in MMA_HEAD_DIMS)
+    assert path(get_arch("sm_90"), 256) == path(get_arch("gfx950"), 256) == path(get_arch("emu"), 128) == "scalar"
+    assert path(get_arch("host"), 128) == path(get_arch("emu64"), 128) == "scalar"  # wave64 without the feature
 
 
 @pytest.mark.parametrize("d, kv", CASES)
@@ -60,7 +61,7 @@ def test_gfx1100_flash_attn_multiplies_on_wmma_without_scratch(store, d, kv):
     assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{entry.meta['symbol']}: {res}, spills {k.vgpr_spill_count}"
 
 
-@pytest.mark.parametrize("arch_name, d, needle", [("gfx950", 128, "v_mfma"), ("gfx950", 128, "v_wmma"),
+@pytest.mark.parametrize("arch_name, d, needle", [("gfx950", 256, "v_mfma"), ("gfx942", 256, "v_mfma"),
                                                   ("sm_90", 256, "mma.sync")])
 def test_scalar_paths_have_no_matrix_instruction(store, arch_name, d, needle):
     from forge.errors import ToolchainError
@@ -69,6 +70,28 @@ def test_scalar_paths_have_no_matrix_instruction(store, arch_name, d, needle):
     except ToolchainError as e:
         pytest.skip(f"no compiler for {arch_name}: {e}")
     assert needle not in asm and ("fma" in asm)
+
+
+@pytest.mark.parametrize("d, kv", CASES)
+def test_gfx950_flash_attn_multiplies_on_mfma_without_scratch(store, d, kv, record_property):
+    """Both products on the f16 MFMA, fully unrolled (d / 16 K blocks x 2 key blocks of 16 x 2 row
+    blocks for the scores, as many for P V: d / 2 instructions), no scratch, no spills (the portable
+    clang, as the other gfx950 ISA tests)."""
+    asm = compiled_gfx950(store, "flash_attn", {"head_dim": d, "kv": kv})
+    n = len(re.findall(r"\bv_mfma_f32_16x16x16_?f16\b", asm))
+    assert n >= 2, "v_mfma_f32_16x16x16_f16 missing from the assembly"
+    record_property("mfma", n)
+    assert "v_mfma_scale" not in asm and "v_wmma" not in asm
+
+
+def test_gfx942_flash_attn_multiplies_on_mfma_without_scratch(store):
+    """gfx942 (CDNA3) has the same instruction and takes the same path."""
+    from forge.codegen.codeobject import read_code_object
+    entry, asm = _compile(store, "flash_attn", {"head_dim": 128, "kv": "f16"}, "gfx942")
+    assert re.search(r"\bv_mfma_f32_16x16x16_?f16\b", asm)
+    res = entry.meta["resources"]
+    k = read_code_object(entry.read_object(), "flash_attn").kernel(entry.meta["symbol"])
+    assert res["scratch"] == 0 and not k.vgpr_spill_count, f"{entry.meta['symbol']}: {res}, spills {k.vgpr_spill_count}"
 
 
 def test_p_fragment_is_the_score_accumulators():

@@ -10,9 +10,10 @@ wrong exp (say exp2 with a truncated log2(e)) is caught. Shapes: GQA ratios 1..8
 contexts that are not multiples of the 16-row/32-key tiles, 1-token contexts, causal and not with
 n_past, page sizes 1..16 with shuffled pages and random bytes everywhere outside the context.
 
-The matrix paths (specs/flash_attn.py path(): mma.sync on emu-sm90, WMMA on emu-gfx1100, head dims
-64-128) round Q, K, P and V to f16 and multiply on the emulated instruction; attention_bound_f16
-below derives their bound, and the property runs on both emulator targets (mma_ctx, wmma_ctx). On
+The matrix paths (specs/flash_attn.py path(): mma.sync on emu-sm90, WMMA on emu-gfx1100, the f16
+MFMA on emu-gfx950 (wave64), head dims 64-128) round Q, K, P and V to f16 and multiply on the
+emulated instruction; attention_bound_f16 below derives their bound, and the property runs on the
+three emulator targets (mma_ctx, wmma_ctx, mfma_ctx). On
 mma.sync the kernel version (the spec's v: 2 keeps S in registers, double-buffers K/V) is drawn,
 and pinned to 2 in test_flash_attn_mma_sync_v2 and V2_MUTANTS."""
 
@@ -240,6 +241,12 @@ def wmma_ctx(request):
     return emulator_target(request, "emu-gfx1100")
 
 
+@pytest.fixture(scope="module")
+def mfma_ctx(request):
+    """The emulator carrying gfx950's features (emu-gfx950, wave64): flash_attn's MFMA path."""
+    return emulator_target(request, "emu-gfx950")
+
+
 MATRIX_VARIANTS = [(d, kv) for d, kv in VARIANTS if d in MMA_HEAD_DIMS]
 
 
@@ -263,7 +270,13 @@ def test_flash_attn_wmma(wmma_ctx, d, kv, data):
     check_flash(wmma_ctx, d, kv, data)
 
 
-def test_matrix_paths_round_to_f16(mma_ctx, wmma_ctx):
+@pytest.mark.parametrize("d,kv", MATRIX_VARIANTS, ids=[f"{kv}-d{d}" for d, kv in MATRIX_VARIANTS])
+@given(data=st.data())
+def test_flash_attn_mfma(mfma_ctx, d, kv, data):
+    check_flash(mfma_ctx, d, kv, data)
+
+
+def test_matrix_paths_round_to_f16(mma_ctx, wmma_ctx, mfma_ctx):
     """Guards the choice of bound: the matrix paths really carry f16's error (well over the f32
     bound), so the property above judges the instruction, not a scalar fallback."""
     rng = np.random.default_rng(5)
@@ -272,7 +285,7 @@ def test_matrix_paths_round_to_f16(mma_ctx, wmma_ctx):
     n_pages, table = shuffled_pages(40, 16, rng)
     k_st, v_st, kq, vq = paged_kv(k, v, "f32", 16, table, n_pages, rng)
     f32_bound = attention_bound_tiled(q, kq, vq, 0.125, True, 0, 32)
-    for ctx, version in ((mma_ctx, 1), (mma_ctx, 2), (wmma_ctx, 1)):
+    for ctx, version in ((mma_ctx, 1), (mma_ctx, 2), (wmma_ctx, 1), (mfma_ctx, 1)):
         assert rounds_to_f16(ctx.arch, 128)
         got = run_flash(ctx, "f32", True, q, k_st, v_st, table, 16, 40, 0, 0.125, 2, version)
         err = np.abs(got - attention(q, kq, vq, 0.125, True, 0))
@@ -308,8 +321,8 @@ def test_property_test_catches_mutant(emu_kctx, mutant, tmp_path, monkeypatch):
                             max_examples=30)
 
 
-# Plausible mistakes in the matrix paths (templates/flash_attn/matrix.j2, shared by both), caught on
-# emu-sm90 and emu-gfx1100 alike; then each path's own tile code.
+# Plausible mistakes in the matrix paths (templates/flash_attn/matrix.j2, shared by all three), caught
+# on emu-sm90, emu-gfx1100 and emu-gfx950 alike; then each path's own tile code.
 MATRIX_MUTANTS = {
     # the scores not multiplied back by 2^e (nor by scale): every score off by a factor ~2^14
     "q_scale_not_undone": ("sm->qs[r] = scale * bits_f32((u32)(127 + e) << 23);", "sm->qs[r] = scale;"),
@@ -335,14 +348,26 @@ PATH_MUTANTS = {
         "a_not_replicated": ("f[i] = __builtin_bit_cast(_Float16, t[wmma_a_row(lane, i)",
                              "f[i] = lane >= 16u ? (_Float16)0.0f : __builtin_bit_cast(_Float16, t[wmma_a_row(lane, i)"),
     },
+    "mfma": {
+        # the accumulator elements of the wave's two 16-row blocks attributed to each other's rows
+        "d_row_blocks_swapped": ("{ return e / MFMA_D_ELEMS * MFMA_M + mfma_d_row",
+                                 "{ return (1u - e / MFMA_D_ELEMS) * MFMA_M + mfma_d_row"),
+        # the second row block's A fragment loaded from the first block's rows (rows 16-31 of a
+        # wave's Q and P never reach the unit)
+        "a_second_block_rows": ("(*a)[1] = mfma_load_a(t + MFMA_M * ld, ld);", "(*a)[1] = mfma_load_a(t, ld);"),
+        # a lane's four K taken from the next lane group's (4 (l / 16) + i read as 4 ((l / 16 + 1) % 4) + i)
+        # for B only: A and B no longer pair the same K
+        "b_k_group_shifted": ("t[mfma_b_col(lane, i) * ld + mfma_b_k(lane, i)]",
+                              "t[mfma_b_col(lane, i) * ld + (mfma_b_k(lane, i) + 4u) % 16u]"),
+    },
 }
-MATRIX_CASES = ([(path, m, MATRIX_MUTANTS[m]) for path in ("mma_sync", "wmma") for m in sorted(MATRIX_MUTANTS)]
+MATRIX_CASES = ([(path, m, MATRIX_MUTANTS[m]) for path in ("mma_sync", "wmma", "mfma") for m in sorted(MATRIX_MUTANTS)]
                 + [(path, m, mut) for path, ms in PATH_MUTANTS.items() for m, mut in sorted(ms.items())])
 
 
 @pytest.mark.parametrize("path, mutant, mutation", MATRIX_CASES, ids=[f"{p}-{m}" for p, m, _ in MATRIX_CASES])
 def test_matrix_property_catches_mutant(request, path, mutant, mutation, tmp_path, monkeypatch):
-    ctx = emulator_target(request, {"mma_sync": "emu-sm90", "wmma": "emu-gfx1100"}[path])
+    ctx = emulator_target(request, {"mma_sync": "emu-sm90", "wmma": "emu-gfx1100", "mfma": "emu-gfx950"}[path])
     assert_property_catches(ctx, "flash_attn", {"head_dim": 64, "kv": "f16"}, mutation,
                             lambda c, data: check_flash(c, 64, "f16", data, MUTANT_Q_SCALE.get(mutant), version=1),
                             tmp_path, monkeypatch, max_examples=30)

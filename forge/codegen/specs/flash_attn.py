@@ -24,9 +24,13 @@ matrix unit (`path()`, templates/flash_attn/<path>.j2), as for the gemm (specs/g
   tiles are double-buffered (two f16 buffers): the next tile's raw rows are fetched into registers
   (common/attn_decode_seg.j2's 8-value segments: 16-byte loads for f16) before this tile's
   products and decoded into the other buffer after them, so one block barrier per key tile.
-- gfx950 / gfx942 ("mfma"): no f16 MFMA is emulated (emu-gfx950 carries only the scaled MX one),
-  so nothing could test such a path in CI: scalar, like every other target ("scalar": f32 fma
-  tiles in common/attn.h, shared with attn_decode).
+- "mfma" (arch.has("mfma_f16"): gfx942, gfx950, emu-gfx950; wave64): the same kernel
+  (templates/flash_attn/matrix.j2) on v_mfma_f32_16x16x16_f16 (templates/flash_attn/mfma.j2). The
+  block keeps MMA_THREADS = 128 threads and MMA_BQ = 64 rows, i.e. 2 waves of 64 lanes, so a wave owns
+  32 rows: two 16-row MFMA blocks, each K or V^T fragment it loads serving both (the softmax keeps
+  its two threads per row). Head dims 64-128, v = 1 only.
+- everything else ("scalar": emu, emu64, host, head dim 256): f32 fma tiles in common/attn.h,
+  shared with attn_decode.
 """
 
 from ...arch import Arch
@@ -56,6 +60,8 @@ def path(arch: Arch, head_dim: int) -> str:
             return "wmma"
         if arch.has("mma_sync"):
             return "mma_sync"
+    if arch.is_gpu_semantics and head_dim in MMA_HEAD_DIMS and arch.wave_size == 64 and arch.has("mfma_f16"):
+        return "mfma"
     return "scalar"
 
 
