@@ -84,7 +84,7 @@ DEVICE bool wave_all(bool p) {
 
 {% include "common/math_builtins.h" %}
 {% include "common/bf16.h" %}
-{% if arch.has("wmma_f16") or arch.has("mma_sync") or arch.has("mx_scaled_mfma") or arch.has("mx_cvt") %}
+{% if arch.has("wmma_f16") or arch.has("mma_sync") or arch.has("mx_scaled_mfma") or arch.has("mx_cvt") or arch.has("mfma_f16") %}
 {% include "common/mma_emu.h.j2" %}
 {% endif %}
 // ---- end of prelude ----
