@@ -9,8 +9,8 @@ Shapes (--shapes): 8b = 32 query heads / 8 KV heads of 128 (Llama 3 8B), 1b = 32
 3.2 1B); --heads/--kv-heads/--head-dim give one custom shape instead. Kernels, all in one process on
 the same data: "scalar" is the family rendered for the device's arch with its matrix features taken
 away (the f32 fma tiles of common/attn.h, what ran before); "v1", "v2" are the matrix path that
-flash_attn dispatches on the arch (mma.sync on sm_80/sm_90, WMMA on gfx1100: specs/flash_attn.py
-path()) in each version (the spec's v) the arch has: v1 scores through shared memory, v2 (mma.sync
+flash_attn dispatches on the arch (mma.sync on sm_80/sm_90, WMMA on gfx1100, the f16 MFMA on
+gfx942/gfx950: specs/flash_attn.py path()) in each version (the spec's v) the arch has: v1 scores through shared memory, v2 (mma.sync
 only) S in registers, ldmatrix, double-buffered K/V tiles.
 One sequence of --tokens tokens prefilled causally from position --n-past over a cache of
 n_past + tokens positions in shuffled pages of --page-size; both outputs are checked against a

@@ -13,8 +13,9 @@ ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, f16x
 f16 once by x_f16 and read by the gemm xin=f16 (lowering's GEMM_F16_X) on the tile lowering picks:
 three rows, f16x (conversion + gemm, launched in pairs), f16x_gemm (the gemm alone, on converted X)
 and f16x_conv (the conversion alone). The 'auto' column marks
-the variant lowering picks for the shape (specs/gemm.py gemm_params), and the 8B estimate is printed
-per variant and for 'auto' (each shape at its picked variant). Paths other than mma.sync have only
+the variant lowering picks for the shape (specs/gemm.py gemm_params; f16x_gemm where lowering's
+GEMM_F16_X is on), and the 8B estimate is printed per variant and for 'auto' (each shape at its
+picked variant, with a layer's conversions where they are f16x). Paths other than mma.sync have only
 their default parameters ('default').
 
 For each weight type and shape (rows x cols: rows of W = outputs, cols = the reduction): random valid
@@ -59,6 +60,7 @@ from forge.codegen.wtypes import get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
 from forge.runtime.device import BoundLaunch  # noqa: E402
 from forge.runtime.dispatch import Dispatcher  # noqa: E402
+from forge.runtime.lower import GEMM_F16_X  # noqa: E402
 
 # llama-3-8B's projections (rows x cols) and how often each runs per layer.
 LAYER = {(4096, 4096): 2, (1024, 4096): 2, (14336, 4096): 2, (4096, 14336): 1}
@@ -123,8 +125,8 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
             full = k.variant.params
             out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": full,
-                        "auto": name == "default" or all(full.get(p) == v for p, v in {"tile": 128, "ldmatrix": True,
-                                                                                       "xin": "f32", **auto}.items()),
+                        "auto": name == "default" or (not GEMM_F16_X and all(
+                            full.get(p) == v for p, v in {"tile": 128, "ldmatrix": True, "xin": "f32", **auto}.items())),
                         "grid": list(g.grid), "shared": g.shared_bytes, "us": t * 1e6,
                         "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok})
     finally:
@@ -165,7 +167,7 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
         t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "f16x" else 1)
         grid = gc.grid if name == "f16x_conv" else g.grid
         out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
-                    "auto": False, "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
+                    "auto": GEMM_F16_X and name == "f16x_gemm", "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
                     "tflops": 0.0 if name == "f16x_conv" else 2.0 * m * rows * cols / t / 1e12, "check": ok})
     return out
 
@@ -173,7 +175,7 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
 def estimate(rows_out: list[dict], wtype: str, m: int, variant: str) -> float | None:
     """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes of `variant`
     ('auto': each shape's picked variant); None when a shape of LAYER was not measured."""
-    if variant == "f16x":  # the gemms alone plus the conversions a layer makes (module docstring)
+    if variant == "f16x" or (variant == "auto" and GEMM_F16_X):  # the gemms plus a layer's conversions
         gemm, conv = estimate(rows_out, wtype, m, "f16x_gemm"), {}
         for r in rows_out:
             if r["wtype"] == wtype and r["m"] == m and r["variant"] == "f16x_conv":

@@ -195,7 +195,7 @@ def load(path, *, backend: str = "auto", arch=None, kv_dtype: str = "f16", max_c
          kernels=None, weights: str | None = None, acts: str | None = None) -> Model:
     """Load a llama-family GGUF file onto `backend` ("auto": a GPU when one is present, else
     "cpu"; also "cuda", "hip", and "emu"/"emu64", the slow GPU-model emulator). `arch` overrides
-    the arch kernels are built for; kv_dtype is the KV cache's storage (f16, f32, fp8, q8_0);
+    the arch kernels are built for; kv_dtype is the KV cache's storage (f16, f32, fp8, q8_0, mxfp6);
     max_context the tokens the cache holds (default: the file's training context, at most 4096);
     `kernels` a kernel pack (`forge build --pack`): its kernels are used and nothing is compiled,
     so no compiler is needed (with backend "auto", the pack's arch picks the backend).

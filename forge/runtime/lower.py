@@ -59,7 +59,7 @@ GEMM_F16_X = True
 TEAM_UNITS = 4
 # Prefill attention's version on the mma.sync path (flash_attn v: 1 scores through shared memory,
 # 2 scores and softmax in registers, double-buffered K/V). Measured on the H100 (docs/PERFORMANCE.md,
-# one call, benchmarks/flash_attn.py): v2 3.0-3.6x v1's speed at 512 and 2048 tokens, 1B and 8B shapes.
+# one call, benchmarks/flash_attn.py): v2 2.8-3.6x v1's speed at 512 and 2048 tokens, 1B and 8B shapes.
 FLASH_ATTN_V = 2
 
 

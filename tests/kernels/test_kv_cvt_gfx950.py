@@ -92,7 +92,9 @@ def run_attention(ctx, family, kv, q, k_st, v_st, table, page_size, kv_len, n_kv
 
 def check_attention(cvt, plain, family, kv, data, d=None):
     """The same stored pages read on both targets: bit-identical outputs, finite where the rows are.
-    d: pin the head dim (a mutant's variant), else drawn."""
+    d: pin the head dim (a mutant's variant), else drawn. flash_attn runs at 256 only, its scalar path
+    on both targets; at 64-128 gfx950's MFMA path reads K/V through the same kv_load and is held to
+    the f16 bound by tests/kernels/test_flash_attn.py, not bit for bit."""
     if family == "flash_attn":  # 256: the scalar path on both targets (gfx950's f16 MFMA path takes 64-128
         d = 256                  # and rounds Q, K, P, V to f16), so only the KV decodes differ
     d = d or data.draw(st.sampled_from([64, 80, 128, 256]), label="d")

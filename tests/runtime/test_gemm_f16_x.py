@@ -51,8 +51,10 @@ def test_model_prefill_with_f16_x(tmp_path, backend, wtype, monkeypatch):
     if backend not in ("emu-sm90", "cuda"):
         pytest.skip("the f16-X gemm exists on mma.sync archs: emu-sm90 here, cuda on the GPU")
     p = tiny(tmp_path, wtype)
+    monkeypatch.setattr(lower_mod, "GEMM_F16_X", False)  # the f32-X gemm's logits first
     ex = executor(p, backend)
     want_off = ex.prefill(IDS, all_rows=True)
+    assert not any(name.endswith(":f16") for ph in ex._phases.values() for name in ph.slot_of)
     ex.close()
     monkeypatch.setattr(lower_mod, "GEMM_F16_X", True)
     ex = executor(p, backend)
