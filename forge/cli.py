@@ -310,9 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write a kernel pack: the built kernels (and a CPU backend's runtime) for machines "
                         "with no compiler (`forge run --kernels FILE.tar`)")
     b.add_argument("--model", metavar="MODEL.gguf", help="with --pack: only the kernels this model needs")
-    b.add_argument("--kv-dtype", choices=["f16", "f32", "fp8", "q8_0", "mxfp6"], default=None,
+    from .cli_model import acts_option, kv_dtype_choices, weights_option
+    b.add_argument("--kv-dtype", choices=kv_dtype_choices(), default=None,
                    help="with --model: the KV cache storage the pack is for (as `forge run --kv-dtype`; default f16)")
-    from .cli_model import acts_option, weights_option
     weights_option(b)  # a pack for a model run with --weights needs the converted types' kernels
     acts_option(b)  # ... and with --acts, the scaled-MFMA kernels of that activation format
     b.add_argument("--quiet", "-q", action="store_true", help="no progress")

@@ -144,13 +144,19 @@ def acts_option(p) -> None:
                         "mxfp8 (E4M3, the default) or mxfp6 (E2M3); other archs are unaffected")
 
 
+def kv_dtype_choices() -> list[str]:
+    """--kv-dtype's choices: the KV storage dtypes the kernels are built for, f16 (the default) first."""
+    from .codegen.specs.kv_append import KV_DTYPES
+    return sorted(KV_DTYPES, key=lambda d: d != "f16")
+
+
 def _model_options(p) -> None:
     from .runtime.backends import BACKENDS
     p.add_argument("--backend", "-b", default="auto", choices=BACKENDS,
                    help="where to run: auto (a GPU if present, else cpu), cpu (fast host path), cuda, hip, "
                         "emu/emu64 (the slow GPU-model emulator)")
     p.add_argument("--arch", help="build kernels for this arch instead of the device's own (see `forge archs`)")
-    p.add_argument("--kv-dtype", default="f16", choices=["f16", "f32", "fp8", "q8_0", "mxfp6"], help="KV cache storage")
+    p.add_argument("--kv-dtype", default="f16", choices=kv_dtype_choices(), help="KV cache storage")
     p.add_argument("--ctx", type=int, default=None, help="context tokens (default: the model's, at most 4096)")
     p.add_argument("--kernels", metavar="PACK.tar", help="run the kernels of a pack (`forge build --pack`); no "
                                                          "compiler needed")

@@ -23,9 +23,9 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from ..codegen.specs.kv_append import KV_DTYPES  # the storage dtypes the kernels are built for
 from ..errors import KVCacheError
 
-KV_DTYPES = ("f32", "f16", "fp8", "q8_0", "mxfp6")
 MAX_HEAD_DIM = 256  # kv_append holds a row in registers: 256 / wave size values per lane
 
 
