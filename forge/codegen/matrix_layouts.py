@@ -22,6 +22,10 @@ Sources (docs/ARCH.md cites them with what each says):
 - mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 (NVIDIA sm_80+, warp of 32): the PTX ISA's
   "Matrix Fragments for mma.m16n8k16 with floating point type"; tinygrad's CUDA model (the same
   file); and Hopper silicon (an H200 ran tests/codegen/test_matrix_isa.py's GPU test: exact).
+- mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 (NVIDIA sm_80+, warp of 32; gemm xin="q8"): the PTX
+  ISA's "Matrix Fragments for mma.m16n8k32" with .s8 operands (A 4 .b32 registers of 4 int8, B 2,
+  C/D 4 .s32; the same groupID / threadID_in_group rule, 4 K values per register). Never run on a
+  GPU here.
 - v_mfma_scale_f32_16x16x128_f8f6f4 (gfx950, CDNA4, wave64), two entries (8-bit and sub-byte
   operands place K differently): LLVM BuiltinsAMDGPU.def and the Verifier's register counts per
   format, AMD's ROCm blog on CDNA4 matrix cores (FP8 and FP4 figures, scales after the dot
@@ -208,6 +212,17 @@ _MMA_SOURCES = (
     "(fragments placed by this table, small-integer inputs: exact agreement), 2026-11-27",
 )
 
+_MMA_S8_SOURCES = (
+    "NVIDIA PTX ISA, Warp-level matrix multiply-accumulate: Matrix Fragments for mma.m16n8k32 (.s8 / .u8 "
+    "multiplicands): A a vector of four .b32 registers, each four .s8 elements a0..a15: row groupID for ai with "
+    "i < 4 or 8 <= i < 12, groupID + 8 otherwise; col threadID_in_group * 4 + (i & 3), + 16 for i >= 8; B two "
+    ".b32 registers b0..b7: row (K) threadID_in_group * 4 + (i & 3), + 16 for i >= 4, col groupID; C/D four .s32 "
+    "c0..c3 laid out as for m16n8k16 (row groupID, + 8 for c2, c3; col threadID_in_group * 2 + (i & 1))",
+    "Modular MAX's int8 matmul (a public repository) restates the same table for its "
+    "llvm.nvvm.mma.m16n8k32.row.col.s8 calls: reg0 row groupID cols tig*4+0..3, reg1 row groupID+8, reg2 and "
+    "reg3 cols + 16; B reg0 k tig*4+0..3, reg1 k + 16",
+)
+
 _MFMA_SCALE_SOURCES = (
     "LLVM clang/include/clang/Basic/BuiltinsAMDGPU.def: __builtin_amdgcn_mfma_scale_f32_16x16x128_f8f6f4(v8i32 a, "
     "v8i32 b, v4f32 c, imm cbsz, imm blgp, imm opsel_a, i32 scale_a, imm opsel_b, i32 scale_b), gfx950-insts",
@@ -349,6 +364,17 @@ LAYOUTS: dict[str, MatrixLayout | FragmentLoad] = {
         b=Operand(16, 8, 4, Expr("lane % 4 * 2 + i % 2 + 8 * (i // 2)"), Expr("lane // 4")),
         d=Operand(16, 8, 4, Expr("lane // 4 + 8 * (i // 2)"), Expr("lane % 4 * 2 + i % 2")),
         sources=_MMA_SOURCES),
+    # NVIDIA (sm_80+) int8: lane l is thread t = l % 4 of group g = l / 4. A (row-major 16x32 int8)
+    # element i (register i / 4, byte i % 4): row g + 8 ((i / 4) % 2), column 4t + i % 4 + 16 (i / 8);
+    # B (32x8, "col") element i: row (K) 4t + i % 4 + 16 (i / 4), column g; C/D (s32) as m16n8k16's.
+    # A register's 4 bytes are 4 consecutive K of one row (one 32-bit load from a row-major tile).
+    "mma_m16n8k32_s8_s32": MatrixLayout(
+        "mma_m16n8k32_s8_s32", "mma_m16n8k32_s8", "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32",
+        "mma_sync", 32, 16, 8, 32, "s8", "s32",
+        a=Operand(16, 32, 16, Expr("lane // 4 + 8 * (i // 4 % 2)"), Expr("lane % 4 * 4 + i % 4 + 16 * (i // 8)")),
+        b=Operand(32, 8, 8, Expr("lane % 4 * 4 + i % 4 + 16 * (i // 4)"), Expr("lane // 4")),
+        d=Operand(16, 8, 4, Expr("lane // 4 + 8 * (i // 2)"), Expr("lane % 4 * 2 + i % 2")),
+        sources=_MMA_S8_SOURCES),
     # gfx950 (CDNA4, wave64) block-scaled MFMA, D = (A x sa) (B x sb) + C: K = 128 in 4 blocks of 32,
     # the scale of block kb of A's row r (B's column c) from lane 16 kb + r (+ c), byte opsel. D
     # element i of lane l is D[4 (l / 16) + i][l % 16]. A lane holds 32 values of its row / column;

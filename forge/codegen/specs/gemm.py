@@ -23,6 +23,21 @@ so the X tile is copied instead of converted per block column, and the sums of r
 (the per-row exponent is the one the bound's e_x already assumes), and the same bits where every
 chunk's exponent equals its row's.
 
+`xin="q8"` (mma.sync archs, the weight types of Q8_WTYPES): llama.cpp's MMQ scheme on the int8
+tensor cores (templates/gemm/mma_sync_q8.j2). X comes quantized by quantize_q8 (once per batch,
+shared by every matmul reading it: int8 xq [m][n_cols] and xd [m][n_cols / 32] = (d_x, d_x *
+sum(xq)) per 32-column block; arguments w, xq, xd, y); the weights are decoded to int8 plus a factor
+and a min per (row, 32-column block) by matmul_q8's decoders (common/q8_weights.j2); per block the
+integer products come from mma.sync m16n8k32 .s8 (exact s32), and each is scaled into the f32
+accumulators as (f_w d_x) D + m_w s_x. Those are matmul_q8's terms, rounded the same way, summed in
+another order: tests/oracles/matmul_q8.py's bound holds (tests/kernels/test_gemm.py). Against
+the f16 paths, the int8 tiles halve the shared-memory bytes per K column and the instruction does
+twice the K per issue; X's error is quantize_q8's (d_x / 2 per element) instead of f16 rounding. The
+same block tiles, warp tiles and double buffering as the f16 kernel, MMA_Q8_BK columns (4 blocks)
+per K step and barrier, 32-bit fragment loads (so `ldmatrix` False: no ldmatrix variant yet). q6_k
+(factors per 16 columns) and the float types stay on the f16 paths. Whether it is faster than the
+f16-X gemm is for the GPU to say (lower.py GEMM_Q8_X).
+
 Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
 passed natively (templates/gemm/mfma_scale.j2): X is quantized to MXFP8 E4M3 per block of 32 on the
@@ -37,6 +52,7 @@ Elsewhere every output is an f32 fma chain (2 x 2 outputs per thread of 256)."""
 from ...arch import Arch
 from ..spec import Arg, KernelSpec, Launch, ceil_div, register
 from ..wtypes import WTYPE_NAMES, get_wtype
+from .matmul_q8 import INT_WTYPES
 
 MX_HELPER = "common/quant_mx.h.j2"  # the MX weight types' decoder: the types the scaled MFMA takes
 
@@ -56,7 +72,13 @@ MMA_SMALL_WARP_TILE = (32, 32)
 MS_BM, MS_BN, MS_BK = 32, 32, 128  # scaled-MFMA path (gfx950): tokens, weight rows, K per step (one instruction)
 MS_THREADS = 256  # 4 waves of 64, each one 16 x 16 tile of the block tile
 ACTS = ("mxfp8", "mxfp6")  # what the scaled-MFMA path quantizes X to (forge.load(acts=...))
-XIN = ("f32", "f16")  # mma.sync path: X as f32 (rounded per K step) or as x_f16's output (f16 + row exponents)
+XIN = ("f32", "f16", "q8")  # mma.sync path: X as f32 (rounded per K step), as x_f16's output (f16 + row
+# exponents), or as quantize_q8's output (int8 blocks of 32 with a scale each: the int8 tensor cores)
+# xin="q8": the weight types whose 32-column blocks are int8 values times one factor plus one min
+# (matmul_q8's table); q6_k's factors change every 16 columns.
+Q8_WTYPES = tuple(t for t in INT_WTYPES if t != "q6_k")
+MMA_Q8_BK = 128  # xin="q8": K columns per step, 4 blocks of 32 per barrier (as many tile bytes as f16's 64)
+Q8_PAD = 16  # xin="q8": bytes after each int8 tile row (bank spread, rows 16-byte aligned)
 LDS_PAD = 8  # f16 after each tile row (common/wmma.h.j2's fragment loads want rows 16-byte aligned)
 HOST_TOKENS = 32  # host target: tokens per block (each decoded weight chunk serves 4 at a time)
 
@@ -123,6 +145,14 @@ def mma_shared_bytes(wtype: str, tile: int = MMA_BM) -> int:
     return 2 * ((bm + bn) * (bk + LDS_PAD) * 2 + bm * 4)
 
 
+def mma_q8_shared_bytes(tile: int = MMA_BM) -> int:
+    """Dynamic shared memory of the int8 mma.sync kernel (xin="q8"): two buffers, each the W and X
+    tiles in int8 with Q8_PAD-padded rows, then per 32-column block a factor and a min per weight row
+    and d_x and s_x per token, in f32."""
+    bm, bn, _, _ = mma_tiles(tile)
+    return 2 * ((bm + bn) * (MMA_Q8_BK + Q8_PAD) + (MMA_Q8_BK // 32) * 2 * (bm + bn) * 4)
+
+
 def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM) -> tuple[int, int, int]:
     """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA; on mma.sync,
     those of the `tile` parameter."""
@@ -133,18 +163,25 @@ def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM) -> tuple[int, int,
     return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
 
 
+def shared_bytes(p) -> int:
+    """Dynamic shared memory of the mma.sync variant with parameters p."""
+    return mma_q8_shared_bytes(p["tile"]) if p["xin"] == "q8" else mma_shared_bytes(p["wtype"], p["tile"])
+
+
 class Gemm(KernelSpec):
     family = "gemm"
     # tile and ldmatrix: mma.sync choices (other paths take only the defaults). tile: the block tile
     # (mma_tile_for picks it from the shape); ldmatrix False: the 32-bit fragment loads it replaced,
     # kept so that benchmarks/gemm.py times both and the property tests prove both.
-    # xin: the mma.sync path's X input (f16: converted once per batch by x_f16; others take only f32)
+    # xin: the mma.sync path's X input (f16: converted once per batch by x_f16; q8: quantize_q8's int8
+    # blocks, with ldmatrix False; others take only f32)
     space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS, "xin": XIN}
     # acts: the scaled-MFMA path's X format (others take only the default)
     defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8", "xin": "f32"}
     host = True
     doc = ("grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major (xin f16: x_f16's f16 X and "
-           "its i32 row exponents xe [m]), Y f32 [m, n_rows]")
+           "its i32 row exponents xe [m]; xin q8: quantize_q8's xq i8 [m, n_cols] and xd f32 [m, n_cols/32, 2]), "
+           "Y f32 [m, n_rows]")
 
     def valid(self, p, arch):
         if p["acts"] != "mxfp8" and not (arch.is_gpu_semantics and path(arch, p["wtype"]) == "mfma_scale"):
@@ -154,6 +191,8 @@ class Gemm(KernelSpec):
             return False
         if p["xin"] == "f16" and not p["ldmatrix"]:
             return False  # the 32-bit fragment loads are kept for comparison only, with f32 X
+        if p["xin"] == "q8" and (p["ldmatrix"] or p["wtype"] not in Q8_WTYPES):
+            return False  # int8 fragments come by 32-bit loads (ldmatrix False); types of matmul_q8's table
         if not arch.is_gpu_semantics:
             return True
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
@@ -161,14 +200,15 @@ class Gemm(KernelSpec):
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
         if path(arch, p["wtype"]) == "mma_sync":
-            return threads <= arch.max_threads and mma_shared_bytes(p["wtype"], p["tile"]) <= arch.lds_bytes
+            return threads <= arch.max_threads and shared_bytes(p) <= arch.lds_bytes
         if path(arch, p["wtype"]) == "mfma_scale":
             return threads <= arch.max_threads and threads % arch.wave_size == 0
         return threads <= arch.max_threads
 
     def args(self, p):
-        x = ([Arg.ptr("x", "f16", const=True), Arg.ptr("xe", "i32", const=True)] if p["xin"] == "f16"
-             else [Arg.ptr("x", "f32", const=True)])
+        x = {"f16": [Arg.ptr("x", "f16", const=True), Arg.ptr("xe", "i32", const=True)],
+             "q8": [Arg.ptr("xq", "i8", const=True), Arg.ptr("xd", "f32", const=True)]}.get(
+                 p["xin"], [Arg.ptr("x", "f32", const=True)])
         return [Arg.ptr("w", "u8", const=True), *x, Arg.ptr("y", "f32"),
                 Arg.scalar("m", "i32"), Arg.scalar("n_rows", "i32"), Arg.scalar("n_cols", "i32")]
 
@@ -177,15 +217,16 @@ class Gemm(KernelSpec):
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
-        shared = mma_shared_bytes(p["wtype"], p["tile"]) if path(arch, p["wtype"]) == "mma_sync" else 0
+        shared = shared_bytes(p) if path(arch, p["wtype"]) == "mma_sync" else 0
         return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1), shared)
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
-        return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": k_step(wt.span), "threads": threads,
+        bk = MMA_Q8_BK if p["xin"] == "q8" else k_step(wt.span)
+        return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": bk, "threads": threads,
                 "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": mma_tiles(p["tile"])[3],
-                "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"], "xin": p["xin"]}
+                "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"], "xin": p["xin"], "q8_pad": Q8_PAD}
 
 
 register(Gemm())
