@@ -10,7 +10,8 @@ of every activation and scratch tensor, for the buffer planner.
 
 Choices, by what the arch offers (never by its name):
   matmul     decode: gemv (f32 x), prefill: gemm (with GEMM_F16_X, where the arch's gemm has the
-             f16-X variant: x rounded to f16 once by x_f16, shared by every gemm reading it);
+             f16-X variant: x rounded to f16 once by x_f16, shared by every gemm reading it; with
+             GEMM_Q8_X, off by default, the int8 variant xin="q8" on quantize_q8's blocks instead);
              where the arch does 4-way int8 dot products and
              matmul_q8 has the weight type: x is quantized once into 8-bit blocks (quantize_q8,
              shared by every matmul that reads the same x) and matmul_q8 does integer dots; MX
@@ -52,6 +53,12 @@ SAMPLE_PARAMS = {"block": 256}  # the sampler the executor appends to a generati
 # converting it in every block column. Measured on the H100 (docs/PERFORMANCE.md, one call): the 8B's
 # projections at m = 512 in 80 ms against 97 ms (benchmarks/gemm.py, conversions included).
 GEMM_F16_X = True
+# Prefill gemms on an arch whose gemm has the int8 variant (xin="q8": mma.sync m16n8k32 .s8 on
+# sm_80/sm_90, emu-sm90; matmul_q8's types but q6_k) read X quantized once per distinct activation by
+# quantize_q8 (shared with every matmul reading it) and multiply on the int8 tensor cores, as
+# llama.cpp's MMQ. Off: it awaits the H100 measurement against the f16-X gemm (benchmarks/gemm.py
+# times both, conversions included); where on, it takes precedence over GEMM_F16_X.
+GEMM_Q8_X = False
 # matmul_q8's row team on a GPU: the smallest that gives each thread at most this many 32-column
 # units. Measured on the H100 (one call, each setting twice; docs/PERFORMANCE.md): 4 against 1
 # (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
@@ -187,7 +194,11 @@ class _Lowerer:
             if acts and has_variant("gemm", self.arch, **params, acts=acts):
                 params["acts"] = acts
             xargs = {"x": x}
-            if GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):
+            if (GEMM_Q8_X and n_in % 32 == 0 and has_variant("gemm", self.arch, **params, xin="q8", ldmatrix=False)
+                    and has_variant("quantize_q8", self.arch)):
+                params.update(xin="q8", ldmatrix=False)  # int8 fragments come by 32-bit loads
+                xargs = dict(zip(("xq", "xd"), self.quantized(x, rows, n_in)))
+            elif GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):
                 params["xin"] = "f16"
                 xargs = dict(zip(("x", "xe"), self.x_f16(x, rows, n_in)))
             self.call("gemm", params,

@@ -387,3 +387,101 @@ def test_ldmatrix_on_the_gpu():
     for seed in range(3):
         src, rows = _ldm_case(seed)
         np.testing.assert_array_equal(_ldm_run(ctx, src, rows), _ldm_ptx_model(src, rows))
+
+
+# ------------------------------------------------------------------------------- mma.sync int8
+def test_mma_s8_layout_matches_the_ptx_isa():
+    """The int8 entry (gemm xin="q8") against the PTX ISA's "Matrix Fragments for mma.m16n8k32"
+    (.s8), transcribed literally."""
+    L = get_layout("mma_m16n8k32_s8_s32")
+    assert (L.builtin, L.instruction, L.feature, L.wave, L.m, L.n, L.k, L.in_type, L.acc_type) == (
+        "mma_m16n8k32_s8", "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32", "mma_sync", 32, 16, 8, 32, "s8", "s32")
+    assert (L.a.elems, L.b.elems, L.d.elems) == (16, 8, 4)
+    for lane in range(32):
+        g, t = lane >> 2, lane % 4  # groupID, threadID_in_group
+        for i in range(16):
+            # A: row = groupID for ai where i < 4 || 8 <= i < 12, else groupID + 8;
+            # col = threadID_in_group * 4 + (i & 0x3) for i < 8, else that + 16
+            row = g if i < 4 or 8 <= i < 12 else g + 8
+            assert L.a.element(lane, i) == (row, t * 4 + (i & 3) + (0 if i < 8 else 16))
+        for i in range(8):
+            # B: row = threadID_in_group * 4 + (i & 0x3) for bi where i < 4, else that + 16; col = groupID
+            assert L.b.element(lane, i) == (t * 4 + (i & 3) + (0 if i < 4 else 16), g)
+        for i in range(4):  # C/D: as m16n8k16's
+            assert L.d.element(lane, i) == (g if i < 2 else g + 8, t * 2 + (i & 1))
+
+
+# One warp, D = A B + C in s32 through common/mma_s8.h.j2's table-rendered 32-bit fragment loads.
+MMA8_TILE = """
+{% include "common/mma_s8.h.j2" %}
+KERNEL(32) {{ kernel.symbol }}({{ kernel.signature }}) {
+  const u32 lane = lane_id();
+  u32 fa[MMA8_A_REGS], fb[MMA8_B_REGS];
+  i32 fc[MMA8_D_ELEMS], fd[MMA8_D_ELEMS];
+  mma8_load_a32(a, MMA8_K, lane, fa);
+  mma8_load_bt32(bt, MMA8_K, lane, fb);
+  for (u32 i = 0; i < MMA8_D_ELEMS; ++i) fc[i] = c[mma8_d_row(lane, i) * MMA8_N + mma8_d_col(lane, i)];
+  mma_m16n8k32_s8(fd, fa, fb, fc);
+  for (u32 i = 0; i < MMA8_D_ELEMS; ++i) d[mma8_d_row(lane, i) * MMA8_N + mma8_d_col(lane, i)] = fd[i];
+}
+"""
+
+
+def _mma8_args():
+    from forge.codegen.spec import Arg
+    return [Arg.ptr("a", "i8", const=True), Arg.ptr("bt", "i8", const=True), Arg.ptr("c", "i32", const=True),
+            Arg.ptr("d", "i32")]
+
+
+def _mma8_run(ctx, a, b, c):
+    from tests.runtime.inline import compile_inline, launch
+    fn = compile_inline(ctx, MMA8_TILE, _mma8_args())
+    return launch(ctx, fn, _mma8_args(), {"a": a, "bt": np.ascontiguousarray(b.T), "c": c,
+                                          "d": np.zeros_like(c)}, (1, 1, 1), (32, 1, 1), outs=["d"])["d"]
+
+
+def test_mma_s8_tile_code_on_emu_sm90():
+    """Exact integer sums over the whole int8 range (-128 included): the product of the matrices,
+    each element where the table's fragments put it."""
+    from tests.conftest import KernelContext
+    from forge.runtime.emu import EmuDevice
+    ctx = KernelContext(EmuDevice(32, check=True), get_arch("emu-sm90"), None)
+    rng = np.random.default_rng(16)
+    for lo, hi in ((-128, 128), (-3, 4)):
+        a = rng.integers(lo, hi, (16, 32)).astype(np.int8)
+        b = rng.integers(lo, hi, (32, 8)).astype(np.int8)
+        c = rng.integers(-2**20, 2**20, (16, 8)).astype(np.int32)
+        np.testing.assert_array_equal(_mma8_run(ctx, a, b, c), a.astype(np.int64) @ b + c)
+
+
+def test_emulated_mma_s8_refuses_an_s32_overflow():
+    """The emulator does not model the wrap-around: a sum outside s32 fails the launch."""
+    from tests.conftest import KernelContext
+    from forge.errors import DeviceError
+    from forge.runtime.emu import EmuDevice
+    ctx = KernelContext(EmuDevice(32, check=True), get_arch("emu-sm90"), None)
+    a, b = np.full((16, 32), -128, np.int8), np.full((32, 8), -128, np.int8)
+    with pytest.raises(DeviceError, match="outside s32"):
+        _mma8_run(ctx, a, b, np.full((16, 8), 2**31 - 2**18, np.int32))
+
+
+Q8_GEMMS = ([("sm_90", w, 128) for w in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "mxfp4")]
+            + [("sm_90", w, 64) for w in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "mxfp4")]
+            + [("sm_80", w, t) for w in ("q4_0", "q4_k") for t in (128, 64)])
+
+
+@pytest.mark.parametrize("arch_name, wtype, tile", Q8_GEMMS)
+def test_nvidia_q8_gemm_multiplies_on_int8_mma_sync_without_local_memory(store, arch_name, wtype, tile):
+    """gemm xin="q8": NVRTC's PTX holds the int8 mma.sync (m16n8k32 .s8) and not the f16 one, takes
+    its fragments by 32-bit shared loads (no ldmatrix), copies X by cp.async, and ptxas (or the
+    driver) finds no local memory, for both block tiles."""
+    from forge.errors import ToolchainError
+    from tests.codegen.test_resources import assert_no_local_memory
+    try:
+        entry, ptx = _compile(store, "gemm", {"wtype": wtype, "xin": "q8", "ldmatrix": False, "tile": tile}, arch_name)
+    except ToolchainError as e:
+        pytest.skip(f"no NVRTC: {e}")
+    assert get_layout("mma_m16n8k32_s8_s32").instruction in ptx
+    assert "mma.sync.aligned.m16n8k16" not in ptx and "ldmatrix.sync" not in ptx  # (the symbol says noldmatrix)
+    assert "ld.shared.u32" in ptx and "cp.async" in ptx
+    assert_no_local_memory(entry)

@@ -53,6 +53,18 @@ row's values scaled by 2^-e_r stay in f16's normal range (rounding commutes with
 products and sums are 2^(e_c - e_r) times the f32-X path's, so its results are the same bits:
 test_f16_x_matches_f32_x checks that on emu-sm90 for every such row.
 
+mma.sync with int8 X (gemm xin="q8", after quantize_q8): judged against matmul_q8's oracle
+(tests/oracles/matmul_q8.py) on the same xq / xd, not against f32 X: both multiply the same
+dequantized activations, so quantize_q8's own error is no part of the comparison. The kernel's
+integer products per 32-column block are exact (mma.sync .s8 into s32, from C = 0), so each output
+is a sum of 2 n/32 terms, fl(fl(f_w d_x) D) and, for the types with a min, fl(m_w s_x): exactly the
+terms, with exactly the roundings, matmul_q8 forms (f_w = d, d sc or 2^(e-128): exact), added into
+the accumulator by fma (one rounding per term). The oracle's bound allows N = n/4 + n/32 + 4 such
+terms, each off by (1 + u)^3 - 1, and N - 1 further roundings in any order: more than this kernel's
+2 n/32 terms and additions, so the same bound holds, and it is small (gamma_N relative to sum |terms|,
+~1e-5 at n = 512). NaN / Inf in an X block: quantize_q8 makes d_x NaN / inf and xq 0, so every output
+of that token is NaN (d_x D = inf * 0), as in the oracle.
+
 Values: X of magnitudes 1e-3 .. 8e3, and at times 2^20 times that; W random valid encodings.
 Shapes: token and row counts around the block tile (32 x 32, 64 x 64 with WMMA, 128 x 128 with
 mma.sync: 1, tile - 1, tile + 1, 2 tile + 1 and arbitrary), and column counts of one to several K
@@ -63,7 +75,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import MMA_BM, MMA_SMALL, k_step, mma_tile_for, path, rounds_to_f16, tiles
+from forge.codegen.specs.gemm import (MMA_BM, MMA_Q8_BK, MMA_SMALL, Q8_WTYPES, k_step, mma_tile_for, path,
+                                      rounds_to_f16, tiles)
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -73,6 +86,8 @@ from tests.kernels.test_dequant import n_cols
 from tests.oracles.dequant import decode, random_weights
 from tests.oracles.gemm import gemm
 from tests.oracles.gemv import check
+from tests.oracles.matmul_q8 import matmul_q8
+from tests.oracles.quantize_q8 import quantize_q8
 from tests.oracles.x_f16 import row_max, scale_exp
 
 UH = 2.0 ** -11  # f16 unit roundoff
@@ -396,6 +411,95 @@ def test_mma_sync_property_catches_ldmatrix_mutant(mma_ctx, mutant, tile, tmp_pa
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned}, MMA_LDM_MUTANTS[mutant],
                             lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=30)
+
+
+def check_gemm_q8(ctx, wtype, data, pinned: dict | None = None):
+    """The int8 variant's property (module docstring): one drawn case, quantized by quantize_q8's
+    oracle, agrees with matmul_q8's oracle on the same xq / xd within its bound. Token and row counts
+    around the block tile (drawn unless `pinned`), one to several K steps of MMA_Q8_BK with tails of
+    any number of 32-column blocks, activations from 1e-30 to 2^20 times the strategy's, and at
+    times NaN or +-Inf planted in a few blocks."""
+    params = {"xin": "q8", "ldmatrix": False,
+              "tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"), **(pinned or {})}
+    bm, bn, _ = tiles(ctx.arch, wtype, params["tile"])
+    m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
+    wt = get_wtype(wtype)
+    cols = data.draw(n_cols(wtype, max(2, 3 * MMA_Q8_BK // wt.qk)), label="cols")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
+    w = random_weights(wtype, rows, cols, rng)
+    x = data.draw(arrays((m, cols), np.float32), label="x") * np.float32(data.draw(st.sampled_from([1, 2**20, 1e-30])))
+    if data.draw(st.booleans(), label="specials"):
+        idx = rng.integers(0, x.size, size=max(1, x.size // 200))
+        x.flat[idx] = rng.choice(np.array([np.nan, np.inf, -np.inf], np.float32), size=idx.size)
+    xq, xd = quantize_q8(x)
+    y = run_kernel(ctx, "gemm", {"wtype": wtype, **params},
+                   {"w": w, "xq": xq, "xd": xd, "y": np.full((m, rows), np.nan, np.float32), "m": m,
+                    "n_rows": rows, "n_cols": cols},
+                   ["y"], m=m, n_rows=rows, n_cols=cols)["y"]
+    ref, tol = matmul_q8(wtype, w, cols, xq, xd)
+    check(y, ref, tol)
+
+
+@pytest.mark.parametrize("wtype", Q8_WTYPES)
+@given(data=st.data())
+def test_gemm_mma_sync_q8_x(mma_ctx, wtype, data):
+    check_gemm_q8(mma_ctx, wtype, data)
+
+
+@pytest.mark.parametrize("wtype", Q8_WTYPES)
+@given(data=st.data())
+def test_gemm_q8_x_on_the_gpu(gpu_mma_ctx, wtype, data):
+    """The same property on the tensor cores (--backend cuda; not yet run on an H100)."""
+    check_gemm_q8(gpu_mma_ctx, wtype, data)
+
+
+def test_q8_x_variant_covers_matmul_q8s_types_but_q6_k():
+    """xin="q8" exists on mma.sync archs for matmul_q8's types whose factors span 32 columns, with
+    32-bit fragment loads only; not for q6_k (factors per 16), float types or other archs."""
+    from forge.runtime.lower import has_variant
+    sm90 = get_arch("sm_90")
+    assert all(has_variant("gemm", sm90, wtype=w, xin="q8", ldmatrix=False) for w in Q8_WTYPES)
+    assert not has_variant("gemm", sm90, wtype="q6_k", xin="q8", ldmatrix=False)
+    assert not has_variant("gemm", sm90, wtype="f16", xin="q8", ldmatrix=False)
+    assert not has_variant("gemm", sm90, wtype="q4_0", xin="q8", ldmatrix=True)
+    assert not any(has_variant("gemm", get_arch(a), wtype="q4_0", xin="q8", ldmatrix=False)
+                   for a in ("gfx1100", "gfx950", "host", "emu"))
+
+
+# The int8 variant's plausible mistakes, pinned to the 128 x 128 tile so that every drawn case runs
+# the mutant (its wtype's variant).
+MMA_Q8_MUTANTS = {
+    # q4_1: the min term (m_w s_x) dropped
+    ("q4_1", "min_dropped"): ("          acc[i][j][e] = f_fma(mw[r], xs[tok], acc[i][j][e]);\n", ""),
+    # q4_0: the offset of 8 not subtracted from the nibbles
+    ("q4_0", "offset_kept"): ("q[i] = (lo + 0x78787878u) ^ 0x80808080u;", "q[i] = lo;"),
+    # every block of a step scaled by the first block's d_x
+    ("q4_0", "one_x_scale_per_step"): ("const float* xd = s.xd + kb * BM + wm;", "const float* xd = s.xd + wm;"),
+    # q4_k: odd sub-blocks read the low nibbles too
+    ("q4_k", "low_nibbles_only"): ("(w.v[k] >> (4u * (j % 2u)))", "(w.v[k] >> 0u)"),
+    # the barrier per K step removed: fills race with the products of the other buffer
+    ("q4_0", "barrier_per_step"): ("    cp_wait();\n    sync_threads();\n  }\n", "    cp_wait();\n  }\n"),
+}
+
+
+@pytest.mark.parametrize("wtype,mutant", sorted(MMA_Q8_MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(MMA_Q8_MUTANTS)])
+def test_mma_sync_q8_x_property_catches_mutant(mma_ctx, wtype, mutant, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8"}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": wtype, **pinned}, MMA_Q8_MUTANTS[(wtype, mutant)],
+                            lambda ctx, data: check_gemm_q8(ctx, wtype, data, pinned), tmp_path, monkeypatch,
+                            max_examples=30)
+
+
+def test_q8_x_token_guard_mutant_reads_past_x(mma_ctx, tmp_path, monkeypatch):
+    """The X copy's token guard dropped: tokens past m are read, which checking mode's guard pages
+    report (their rows are never written back, so only the checked device sees it)."""
+    from forge.runtime.emu import EmuDevice
+    checked = EmuDevice(mma_ctx.arch.wave_size, check=True)
+    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8"}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned},
+                            ("const bool on = tok < m && c < ncols;", "const bool on = c < ncols;"),
+                            lambda ctx, data: check_gemm_q8(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
+                            max_examples=30, device=checked)
 
 
 def test_lowering_takes_the_small_tile_only_where_the_big_ones_fill_under_half_the_device():
