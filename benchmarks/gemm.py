@@ -6,16 +6,20 @@
     python benchmarks/gemm.py --backend emu --small               # the scalar path on the emulator
     python benchmarks/gemm.py --backend cuda --types q4_0,f16 --variants old,ldm,ldm_t64   # per lever
     python benchmarks/gemm.py --backend cuda --variants ldm,ldm_t64,f16x                   # X as f16 once a batch
+    python benchmarks/gemm.py --backend cuda --types q4_0,q4_k --variants f16x,q8x         # f16 X against int8 X
 
 Variants (--variants; the mma.sync path's gemm parameters, each timed and checked on the same data):
 old = the 32-bit fragment loads on 128 x 128 tiles (the kernel before issue 15's levers), ldm =
 ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, f16x = X converted to
 f16 once by x_f16 and read by the gemm xin=f16 (lowering's GEMM_F16_X) on the tile lowering picks:
 three rows, f16x (conversion + gemm, launched in pairs), f16x_gemm (the gemm alone, on converted X)
-and f16x_conv (the conversion alone). The 'auto' column marks
+and f16x_conv (the conversion alone); q8x = X quantized once by quantize_q8 and read by the int8 gemm
+xin=q8 (lowering's GEMM_Q8_X; matmul_q8's types but q6_k) on the tile lowering picks, likewise three
+rows: q8x (quantization + gemm), q8x_gemm and q8x_quant. q8x is checked against X as quantize_q8
+left it (the dequantized xq * d_x: its quantization error is no part of the gemm's). The 'auto' column marks
 the variant lowering picks for the shape (specs/gemm.py gemm_params; f16x_gemm where lowering's
 GEMM_F16_X is on), and the 8B estimate is printed per variant and for 'auto' (each shape at its
-picked variant, with a layer's conversions where they are f16x). Paths other than mma.sync have only
+picked variant, with a layer's conversions where they are f16x or q8x). Paths other than mma.sync have only
 their default parameters ('default').
 
 For each weight type and shape (rows x cols: rows of W = outputs, cols = the reduction): random valid
@@ -38,7 +42,7 @@ The 8B estimate: llama-3-8B's 32 layers each run q, o (4096x4096), k, v (1024x40
 32 is the projections' share of one prefill batch (attention, norms, RoPE and the output head are
 not in it). For f16x the estimate counts the conversions a layer really makes (lowering shares one
 per distinct input: q/k/v's, o's, gate/up's of 4096 columns and down's of 14336) beside f16x_gemm's
-times, instead of one per projection. For scale: llama.cpp's pp512 on an H100 with a llama-8B Q4_0 is ~10.8k tokens/s, i.e.
+times, instead of one per projection; q8x likewise with quantize_q8's. For scale: llama.cpp's pp512 on an H100 with a llama-8B Q4_0 is ~10.8k tokens/s, i.e.
 ~47 ms per 512-token batch for the whole model.
 """
 
@@ -55,12 +59,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gemv import decode, has_graphs, make_device, random_matrix, rotation, time_launches  # noqa: E402
-from forge.codegen.specs.gemm import gemm_params, path, rounds_to_f16, tiles  # noqa: E402
+from forge.codegen.specs.gemm import Q8_WTYPES, gemm_params, path, rounds_to_f16, tiles  # noqa: E402
 from forge.codegen.wtypes import get_wtype  # noqa: E402
 from forge.errors import ForgeError  # noqa: E402
 from forge.runtime.device import BoundLaunch  # noqa: E402
 from forge.runtime.dispatch import Dispatcher  # noqa: E402
-from forge.runtime.lower import GEMM_F16_X  # noqa: E402
+from forge.runtime.lower import GEMM_F16_X, GEMM_Q8_X  # noqa: E402
 
 # llama-3-8B's projections (rows x cols) and how often each runs per layer.
 LAYER = {(4096, 4096): 2, (1024, 4096): 2, (14336, 4096): 2, (4096, 14336): 1}
@@ -83,14 +87,21 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
 
 
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
-MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "f16x": {"xin": "f16"}}
-CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 launches per 8B layer by column count (lowering shares them)
+MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "f16x": {"xin": "f16"},
+                "q8x": {"xin": "q8", "ldmatrix": False}}
+CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 / quantize_q8 launches per 8B layer by column count (lowering shares them)
+X_PASSES = {"f16x": "f16x_conv", "q8x": "q8x_quant"}  # the X pass each converted-X variant's estimate adds
+
+
+def q8_auto(wtype: str) -> bool:
+    """Whether lowering takes the int8 gemm for wtype (GEMM_Q8_X on and the variant exists)."""
+    return GEMM_Q8_X and wtype in Q8_WTYPES
 
 
 def variants_for(arch, wtype: str, names: list[str]) -> dict[str, dict]:
     """{name: params} to time for wtype on arch: the named mma.sync variants on that path, else the default."""
-    if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync":
-        return {n: MMA_VARIANTS[n] for n in names}
+    if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync":  # (q8x only for the types it has)
+        return {n: MMA_VARIANTS[n] for n in names if n != "q8x" or wtype in Q8_WTYPES}
     return {"default": {}}
 
 
@@ -101,7 +112,7 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
     x = rng.standard_normal((m, cols)).astype(np.float32)
     bws = rotation(dev, raw, args.rotate_mb)
     bx, by = dev.alloc(x.nbytes), dev.alloc(m * rows * 4)
-    bxh, bxe = dev.alloc(m * cols * 2), dev.alloc(m * 4)  # x_f16's output, for f16x
+    bxh, bxe = dev.alloc(m * cols * 2), dev.alloc(m * 4)  # x_f16's output, for f16x (quantize_q8's: xq, xd)
     auto = {k: v for k, v in gemm_params(kernels.arch, wtype, m, rows).items() if k != "wtype"}
     out = []
     try:
@@ -110,6 +121,10 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             if params.get("xin") == "f16":
                 out += bench_f16x(dev, kernels, wtype, m, rows, cols, args, raw, x, bws, (bx, bxh, bxe, by),
                                   {**params, **{k: v for k, v in auto.items() if k == "tile"}})
+                continue
+            if params.get("xin") == "q8":
+                out += bench_q8x(dev, kernels, wtype, m, rows, cols, args, raw, bws, (bx, bxh, bxe, by),
+                                 {**params, **{k: v for k, v in auto.items() if k == "tile"}})
                 continue
             k = kernels.get("gemm", wtype=wtype, **params)
             g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
@@ -125,7 +140,7 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
             full = k.variant.params
             out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": full,
-                        "auto": name == "default" or (not GEMM_F16_X and all(
+                        "auto": name == "default" or (not GEMM_F16_X and not q8_auto(wtype) and all(
                             full.get(p) == v for p, v in {"tile": 128, "ldmatrix": True, "xin": "f32", **auto}.items())),
                         "grid": list(g.grid), "shared": g.shared_bytes, "us": t * 1e6,
                         "tflops": 2.0 * m * rows * cols / t / 1e12, "check": ok})
@@ -167,23 +182,71 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
         t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "f16x" else 1)
         grid = gc.grid if name == "f16x_conv" else g.grid
         out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
-                    "auto": GEMM_F16_X and name == "f16x_gemm", "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
+                    "auto": GEMM_F16_X and not q8_auto(wtype) and name == "f16x_gemm", "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
                     "tflops": 0.0 if name == "f16x_conv" else 2.0 * m * rows * cols / t / 1e12, "check": ok})
     return out
+
+
+def bench_q8x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, raw, bws, bufs,
+              params: dict) -> list[dict]:
+    """Rows q8x (quantize_q8 then the gemm xin=q8, launched in pairs), q8x_gemm (the gemm alone) and
+    q8x_quant (quantize_q8 alone), on the same data as the other variants; the gemm's output checked
+    against the X quantize_q8 made (xq * d_x, downloaded)."""
+    bx, bxq, bxd, by = bufs  # bxq (m * cols * 2 bytes) holds xq's m * cols, bxd (m * 4) too little: its own
+    bxd = dev.alloc(m * (cols // 32) * 8)
+    quant, k = kernels.get("quantize_q8"), kernels.get("gemm", wtype=wtype, **params)
+    gq, g = quant.variant.launch(quant.arch, rows=m, n_cols=cols), k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
+    try:
+        dev.memset(by, 0xFF)
+        quant(bx, bxq, bxd, cols, rows=m, n_cols=cols)
+        k(bws[0], bxq, bxd, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
+        dev.synchronize()
+        ok = "-"
+        if args.check:
+            y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+            xq = np.frombuffer(dev.download(bxq, m * cols), np.int8).reshape(m, cols // 32, 32)
+            xd = np.frombuffer(dev.download(bxd, m * (cols // 32) * 8), np.float32).reshape(m, cols // 32, 2)
+            xh = (xq * xd[..., :1]).reshape(m, cols).astype(np.float32)
+            ok = check(y, raw, xh, wtype, cols) if not np.isnan(y).any() else "WRONG"
+
+        def quant_launch():
+            return BoundLaunch(quant.fn, gq.grid, gq.block, gq.shared_bytes, (bx, bxq, bxd, cols), tuple(quant.args))
+
+        def gemm_launch(i):
+            return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxq, bxd, by, m, rows, cols),
+                               tuple(k.args))
+
+        lists = {"q8x": [L for i in range(args.launches) for L in (quant_launch(), gemm_launch(i))],
+                 "q8x_gemm": [gemm_launch(i) for i in range(args.launches)],
+                 "q8x_quant": [quant_launch() for _ in range(args.launches)]}
+        out = []
+        for name, launches in lists.items():
+            # time_launches gives seconds per launch; a q8x step is a pair of them
+            t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "q8x" else 1)
+            grid = gq.grid if name == "q8x_quant" else g.grid
+            out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
+                        "auto": q8_auto(wtype) and name == "q8x_gemm", "grid": list(grid), "shared": g.shared_bytes,
+                        "us": t * 1e6, "tflops": 0.0 if name == "q8x_quant" else 2.0 * m * rows * cols / t / 1e12,
+                        "check": ok})
+        return out
+    finally:
+        dev.free(bxd)
 
 
 def estimate(rows_out: list[dict], wtype: str, m: int, variant: str) -> float | None:
     """Seconds of the 8B layer stack's projections for m tokens, from the measured shapes of `variant`
     ('auto': each shape's picked variant); None when a shape of LAYER was not measured."""
-    if variant == "f16x" or (variant == "auto" and GEMM_F16_X):  # the gemms plus a layer's conversions
-        gemm, conv = estimate(rows_out, wtype, m, "f16x_gemm"), {}
+    if variant == "auto" and (q8_auto(wtype) or GEMM_F16_X):
+        variant = "q8x" if q8_auto(wtype) else "f16x"
+    if variant in X_PASSES:  # the gemms plus a layer's X passes (conversions or quantizations)
+        gemm, conv = estimate(rows_out, wtype, m, variant + "_gemm"), {}
         for r in rows_out:
-            if r["wtype"] == wtype and r["m"] == m and r["variant"] == "f16x_conv":
+            if r["wtype"] == wtype and r["m"] == m and r["variant"] == X_PASSES[variant]:
                 conv[r["cols"]] = r["us"] * 1e-6
         if gemm is None or not all(c in conv for c in CONVERSIONS):
             return None
         return gemm + N_LAYERS * sum(n * conv[c] for c, n in CONVERSIONS.items())
-    if variant == "f16x_conv":
+    if variant in X_PASSES.values():
         return None
     t = {(r["rows"], r["cols"]): r["us"] * 1e-6 for r in rows_out if r["wtype"] == wtype and r["m"] == m
          and (r["auto"] if variant == "auto" else r["variant"] == variant)}
@@ -210,7 +273,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-check", dest="check", action="store_false", help="skip the correctness check")
     ap.add_argument("--json", help="write every row to this file")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default="old,ldm,ldm_t64,f16x",
+    ap.add_argument("--variants", default="old,ldm,ldm_t64,f16x,q8x",
                     help=f"mma.sync variants to time per case, of {', '.join(MMA_VARIANTS)} (module docstring)")
     args = ap.parse_args(argv)
     gpu = args.backend in ("cuda", "hip")
@@ -247,7 +310,7 @@ def main(argv=None) -> int:
                         bm, bn, _ = (tiles(arch, t, row["params"].get("tile", 128)) if arch.is_gpu_semantics
                                      else (0, 0, 0))
                         print(f"{t:<6} {m:>5} {f'{r}x{c}':>11} {row['variant']:>9} {'*' if row['auto'] else '':>4} "
-                              f"{f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) else 'no':>3} "
+                              f"{f'{bm}x{bn}':>9} {'yes' if rounds_to_f16(arch, t) and row['params'].get('xin') != 'q8' else 'no':>3} "
                               f"{'x'.join(map(str, row['grid'][:2])):>9} {row['us']:>10.1f} {row['tflops']:>8.2f}  "
                               f"{row['check']}", flush=True)
         for m in ms:
