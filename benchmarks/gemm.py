@@ -10,10 +10,11 @@
 
 Variants (--variants; the mma.sync path's gemm parameters, each timed and checked on the same data):
 old = the 32-bit fragment loads on 128 x 128 tiles (the kernel before issue 15's levers), ldm =
-ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, f16x = X converted to
-f16 once by x_f16 and read by the gemm xin=f16 (lowering's GEMM_F16_X) on the tile lowering picks:
-three rows, f16x (conversion + gemm, launched in pairs), f16x_gemm (the gemm alone, on converted X)
-and f16x_conv (the conversion alone); q8x = X quantized once by quantize_q8 and read by the int8 gemm
+ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, kg2 = ldm with two K
+groups of warps, f16x = X converted to f16 once by x_f16 and read by the gemm xin=f16 (lowering's
+GEMM_F16_X) on the tile and K groups lowering picks: three rows, f16x (conversion + gemm, launched in
+pairs), f16x_gemm (the gemm alone, on converted X) and f16x_conv (the conversion alone); f16x_kg1 the
+same with one K group; q8x = X quantized once by quantize_q8 and read by the int8 gemm
 xin=q8 (lowering's GEMM_Q8_X; matmul_q8's types but q6_k) on the tile lowering picks, likewise three
 rows: q8x (quantization + gemm), q8x_gemm and q8x_quant. q8x is checked against X as quantize_q8
 left it (the dequantized xq * d_x: its quantization error is no part of the gemm's). The 'auto' column marks
@@ -87,10 +88,10 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
 
 
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
-MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "f16x": {"xin": "f16"},
-                "q8x": {"xin": "q8", "ldmatrix": False}}
+MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "kg2": {"kgroups": 2},
+                "f16x": {"xin": "f16"}, "f16x_kg1": {"xin": "f16", "kgroups": 1}, "q8x": {"xin": "q8", "ldmatrix": False}}
 CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 / quantize_q8 launches per 8B layer by column count (lowering shares them)
-X_PASSES = {"f16x": "f16x_conv", "q8x": "q8x_quant"}  # the X pass each converted-X variant's estimate adds
+X_PASSES = {"f16x": "f16x_conv", "f16x_kg1": "f16x_kg1_conv", "q8x": "q8x_quant"}  # the X pass each converted-X variant's estimate adds
 
 
 def q8_auto(wtype: str) -> bool:
@@ -118,9 +119,9 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
     try:
         dev.upload(bx, x)
         for name, params in variants.items():
-            if params.get("xin") == "f16":
+            if params.get("xin") == "f16":  # on lowering's tile and K groups unless the variant names them
                 out += bench_f16x(dev, kernels, wtype, m, rows, cols, args, raw, x, bws, (bx, bxh, bxe, by),
-                                  {**params, **{k: v for k, v in auto.items() if k == "tile"}})
+                                  {**{k: v for k, v in auto.items() if k in ("tile", "kgroups")}, **params}, name)
                 continue
             if params.get("xin") == "q8":
                 out += bench_q8x(dev, kernels, wtype, m, rows, cols, args, raw, bws, (bx, bxh, bxe, by),
@@ -151,9 +152,9 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
 
 
 def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, raw, x, bws, bufs,
-               params: dict) -> list[dict]:
-    """Rows f16x (x_f16 then the gemm xin=f16, launched in pairs), f16x_gemm (the gemm alone) and
-    f16x_conv (x_f16 alone), on the same data as the other variants; the gemm's output checked."""
+               params: dict, name: str = "f16x") -> list[dict]:
+    """Rows NAME (x_f16 then the gemm xin=f16, launched in pairs), NAME_gemm (the gemm alone) and
+    NAME_conv (x_f16 alone), on the same data as the other variants; the gemm's output checked."""
     bx, bxh, bxe, by = bufs
     conv, k = kernels.get("x_f16"), kernels.get("gemm", wtype=wtype, **params)
     gc, g = conv.variant.launch(conv.arch, rows=m, n_cols=cols), k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
@@ -173,17 +174,18 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
         return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxh, bxe, by, m, rows, cols),
                            tuple(k.args))
 
-    lists = {"f16x": [L for i in range(args.launches) for L in (conv_launch(), gemm_launch(i))],
-             "f16x_gemm": [gemm_launch(i) for i in range(args.launches)],
-             "f16x_conv": [conv_launch() for _ in range(args.launches)]}
+    lists = {name: [L for i in range(args.launches) for L in (conv_launch(), gemm_launch(i))],
+             f"{name}_gemm": [gemm_launch(i) for i in range(args.launches)],
+             f"{name}_conv": [conv_launch() for _ in range(args.launches)]}
     out = []
-    for name, launches in lists.items():
+    for row, launches in lists.items():
         # time_launches gives seconds per launch; an f16x step is a pair of them
-        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "f16x" else 1)
-        grid = gc.grid if name == "f16x_conv" else g.grid
-        out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
-                    "auto": GEMM_F16_X and not q8_auto(wtype) and name == "f16x_gemm", "grid": list(grid), "shared": g.shared_bytes, "us": t * 1e6,
-                    "tflops": 0.0 if name == "f16x_conv" else 2.0 * m * rows * cols / t / 1e12, "check": ok})
+        t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if row == name else 1)
+        conv_only = row.endswith("_conv")
+        out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": row, "params": k.variant.params,
+                    "auto": GEMM_F16_X and not q8_auto(wtype) and row == "f16x_gemm",
+                    "grid": list(gc.grid if conv_only else g.grid), "shared": g.shared_bytes, "us": t * 1e6,
+                    "tflops": 0.0 if conv_only else 2.0 * m * rows * cols / t / 1e12, "check": ok})
     return out
 
 

@@ -194,9 +194,10 @@ class _Lowerer:
             if acts and has_variant("gemm", self.arch, **params, acts=acts):
                 params["acts"] = acts
             xargs = {"x": x}
-            if (GEMM_Q8_X and n_in % 32 == 0 and has_variant("gemm", self.arch, **params, xin="q8", ldmatrix=False)
+            q8 = {k: v for k, v in params.items() if k != "kgroups"}  # the int8 kernel has one K group
+            if (GEMM_Q8_X and n_in % 32 == 0 and has_variant("gemm", self.arch, **q8, xin="q8", ldmatrix=False)
                     and has_variant("quantize_q8", self.arch)):
-                params.update(xin="q8", ldmatrix=False)  # int8 fragments come by 32-bit loads
+                params = {**q8, "xin": "q8", "ldmatrix": False}  # int8 fragments come by 32-bit loads
                 xargs = dict(zip(("xq", "xd"), self.quantized(x, rows, n_in)))
             elif GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):
                 params["xin"] = "f16"

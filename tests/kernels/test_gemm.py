@@ -75,8 +75,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import (MMA_BM, MMA_Q8_BK, MMA_SMALL, Q8_WTYPES, k_step, mma_tile_for, path,
-                                      rounds_to_f16, tiles)
+from forge.codegen.specs.gemm import (MMA_BM, MMA_Q8_BK, MMA_SMALL, Q8_WTYPES, mma_tile_for, path,
+                                      rounds_to_f16, step_cols, tiles)
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -180,7 +180,7 @@ def check_f16_x_matches_f32_x(ctx, wtype, data):
     params = mma_params(ctx, wtype, data)
     w, x, y32, cols = run_drawn_gemm(ctx, wtype, data, 2, params)
     y16 = run_gemm(ctx, wtype, {**params, "xin": "f16", "ldmatrix": True}, w, x)  # the same fragments
-    rows = exact_rows(x, k_step(get_wtype(wtype).span))
+    rows = exact_rows(x, step_cols(ctx.arch, wtype, params.get("kgroups", 1)))
     assert np.array_equal(y16[rows], y32[rows], equal_nan=True), np.argwhere(y16[rows] != y32[rows])[:4]
 
 
@@ -237,15 +237,19 @@ def test_f16_x_matches_f32_x_on_special_rows(mma_ctx):
 
 
 def mma_params(kctx, wtype: str, data, pinned: dict | None = None) -> dict:
-    """The variant's parameters beyond wtype: on the mma.sync path the block tile and the fragment
-    loads (ldmatrix or 32-bit) are drawn, unless `pinned` fixes them (a mutant test pins its mutated
-    variant, so every drawn case runs the mutant); elsewhere the defaults."""
+    """The variant's parameters beyond wtype: on the mma.sync path the block tile, the fragment
+    loads (ldmatrix or 32-bit) and, with ldmatrix, the K groups are drawn, unless
+    `pinned` fixes them (a mutant test pins its mutated variant, so every drawn case runs the
+    mutant); elsewhere the defaults."""
     if pinned is not None:
         return dict(pinned)
     if not (kctx.arch.is_gpu_semantics and path(kctx.arch, wtype) == "mma_sync"):
         return {}
-    return {"tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"),
-            "ldmatrix": data.draw(st.booleans(), label="ldmatrix")}
+    p = {"tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"),
+         "ldmatrix": data.draw(st.booleans(), label="ldmatrix")}
+    if p["ldmatrix"]:
+        p["kgroups"] = data.draw(st.sampled_from([1, 2]), label="kgroups")
+    return p
 
 
 def run_drawn_gemm(kctx, wtype: str, data, min_units: int, params: dict | None = None):
@@ -254,7 +258,7 @@ def run_drawn_gemm(kctx, wtype: str, data, min_units: int, params: dict | None =
     columns, random valid weights, activations up to ~1e10 at times (2^20 is exact: f16's range,
     65504, must not limit them). Returns (w, x, y, n_cols)."""
     params = params or {}
-    bm, bn, _ = (tiles(kctx.arch, wtype, params.get("tile", MMA_BM)) if kctx.arch.is_gpu_semantics
+    bm, bn, _ = (tiles(kctx.arch, wtype, params.get("tile", MMA_BM), params.get("kgroups", 1)) if kctx.arch.is_gpu_semantics
                  else (32, 32, 0))
     m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
     cols = data.draw(n_cols(wtype, min_units), label="cols")
@@ -284,8 +288,8 @@ def check_gemm(kctx, wtype, data, pinned: dict | None = None, xin: str = "f32"):
     variant's parameters `pinned`), within the bound of the arch's path; xin "f16": the f16-X variant
     (tile and fragment loads drawn unless pinned) fed by x_f16."""
     wt = get_wtype(wtype)
-    bk = k_step(wt.span)
     params = mma_params(kctx, wtype, data, pinned)
+    bk = step_cols(kctx.arch, wtype, params.get("kgroups", 1))
     if xin != "f32":
         params.update(xin=xin, ldmatrix=True)  # f16 X comes with ldmatrix fragments only
     w, x, y, cols = run_drawn_gemm(kctx, wtype, data, max(2, 3 * bk // wt.unit_qk), params)
@@ -361,6 +365,26 @@ def test_mma_sync_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0"}, MMA_SYNC_MUTANTS[mutant],
                             lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=SCALE_MUTANT_EXAMPLES)
+
+
+# The two-K-group variant's own code, pinned to it so that every drawn case runs the mutant.
+MMA_KGROUPS_MUTANTS = {
+    # The second group's partial sums never added: only half of each K step's columns are counted.
+    "partials_not_added": ("for (u32 g = 1; g < KG; ++g)", "for (u32 g = KG; g < KG; ++g)"),
+    # Group 1 multiplies the whole K step instead of its half: the first half is counted twice.
+    "groups_overlap": ("for (u32 kk = kg * (BK / KG); kk < (kg + 1u) * (BK / KG)", "for (u32 kk = 0; kk < (kg + 1u) * (BK / KG)"),
+    # The barrier between storing and adding the partials removed: group 0 may add what the tiles
+    # held instead of group 1's sums (the emulator runs the warps in random orders in checking mode).
+    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return;", "  if (kg > 0u) return;"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MMA_KGROUPS_MUTANTS))
+def test_mma_sync_kgroups_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": True, "kgroups": 2}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", "kgroups": 2}, MMA_KGROUPS_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
+                            max_examples=30)
 
 
 # The f16-X variant's own paths, pinned to it (default tile and ldmatrix) so that every drawn case runs

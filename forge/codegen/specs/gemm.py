@@ -64,6 +64,13 @@ WMMA_WAVE_TILE = (32, 32)
 MMA_BM, MMA_BN = 128, 128  # mma.sync path (NVIDIA): tokens and weight rows per block tile
 MMA_THREADS = 256  # 8 warps: 2 along tokens x 4 along weight rows
 MMA_WARP_TILE = (64, 32)  # per warp: 4 x 4 m16n8 tiles, so each A fragment serves 4 products, each B 4
+# mma.sync: columns per K step at least MMA_BK per K group (fewer barriers per product than 32;
+# measured on the H100 at m = 512, docs/PERFORMANCE.md: 64 columns made the 8B's q4_0 projections
+# 70.2 -> 64.2 ms and q8_0's 85.1 -> 72.6 ms; 128 was slower where 2 blocks share an SM, its shared
+# memory allowing only one). `kgroups` 2: the block's warps come in two groups splitting each K step,
+# twice the warps on the same output tile (for grids that leave SMs with one block).
+MMA_BK = 64
+KGROUPS = (1, 2)
 # mma.sync's smaller tile (the `tile` parameter, chosen by mma_tile_for from the shape): 64 x 64 by 4
 # warps of 32 x 32 (2 x 4 m16n8 tiles), for shapes whose 128 x 128 tiles leave SMs idle.
 MMA_SMALL = 64
@@ -111,11 +118,23 @@ def rounds_to_f16(arch: Arch, wtype: str) -> bool:
     return arch.is_gpu_semantics and path(arch, wtype) in ("wmma", "mma_sync")
 
 
-def mma_tiles(tile: int) -> tuple[int, int, int, tuple[int, int]]:
-    """(BM, BN, threads, warp tile) of the mma.sync kernel with block tile `tile` (128 or 64)."""
+def mma_tiles(tile: int, kgroups: int = 1) -> tuple[int, int, int, tuple[int, int]]:
+    """(BM, BN, threads, warp tile) of the mma.sync kernel with block tile `tile` (128 or 64) and
+    `kgroups` groups of warps splitting each K step (each group covers the whole output tile)."""
     if tile == MMA_SMALL:
-        return MMA_SMALL, MMA_SMALL, MMA_SMALL_THREADS, MMA_SMALL_WARP_TILE
-    return MMA_BM, MMA_BN, MMA_THREADS, MMA_WARP_TILE
+        return MMA_SMALL, MMA_SMALL, MMA_SMALL_THREADS * kgroups, MMA_SMALL_WARP_TILE
+    return MMA_BM, MMA_BN, MMA_THREADS * kgroups, MMA_WARP_TILE
+
+
+def mma_k_step(span: int, kgroups: int = 1) -> int:
+    """mma.sync's columns per K step: whole group spans, at least MMA_BK per K group."""
+    return max(MMA_BK * kgroups, span)
+
+
+def step_cols(arch: Arch, wtype: str, kgroups: int = 1) -> int:
+    """Columns per K step of the gemm variant on `arch` (the bound's K is n_cols rounded up to it)."""
+    span = get_wtype(wtype).span
+    return mma_k_step(span, kgroups) if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync" else k_step(span)
 
 
 def mma_tile_for(arch: Arch, wtype: str, m: int, n_rows: int) -> int:
@@ -129,20 +148,32 @@ def mma_tile_for(arch: Arch, wtype: str, m: int, n_rows: int) -> int:
     return MMA_SMALL if 2 * ceil_div(m, MMA_BM) * ceil_div(n_rows, MMA_BN) < arch.compute_units else MMA_BM
 
 
+def mma_kgroups_for(arch: Arch, wtype: str, m: int, n_rows: int, tile: int) -> int:
+    """K groups for Y [m, n_rows] on the mma.sync block tile `tile`: 2 where the tiles give no compute
+    unit a second block (then each block's warps double instead), else 1. Other paths: 1."""
+    if path(arch, wtype) != "mma_sync" or not arch.compute_units:
+        return 1
+    return 2 if ceil_div(m, tile) * ceil_div(n_rows, tile) <= arch.compute_units else 1
+
+
 def gemm_params(arch: Arch, wtype: str, m: int, n_rows: int) -> dict:
     """The gemm variant's parameters for Y [m, n_rows] = X W^T on `arch` (what lowering calls): the
-    weight type, and the mma.sync block tile where mma_tile_for picks a non-default one."""
+    weight type, and the mma.sync block tile and K groups where mma_tile_for and mma_kgroups_for pick
+    non-default ones."""
     tile = mma_tile_for(arch, wtype, m, n_rows)
-    return {"wtype": wtype} if tile == MMA_BM else {"wtype": wtype, "tile": tile}
+    kgroups = mma_kgroups_for(arch, wtype, m, n_rows, tile)
+    return {"wtype": wtype, **({"tile": tile} if tile != MMA_BM else {}), **({"kgroups": kgroups} if kgroups != 1 else {})}
 
 
-def mma_shared_bytes(wtype: str, tile: int = MMA_BM) -> int:
+def mma_shared_bytes(wtype: str, tile: int = MMA_BM, kgroups: int = 1) -> int:
     """Dynamic shared memory of the mma.sync kernel: two buffers (the tiles of one K step are filled
     while the other's are multiplied), each the W and X tiles in f16, LDS_PAD-padded rows, and a u32
-    scale exponent per X tile row."""
-    bm, bn, _, _ = mma_tiles(tile)
-    bk = k_step(get_wtype(wtype).span)
-    return 2 * ((bm + bn) * (bk + LDS_PAD) * 2 + bm * 4)
+    scale exponent per X tile row; with two K groups at least the second group's f32 accumulators
+    (the whole output tile), which reuse the buffers after the K loop."""
+    bm, bn, _, _ = mma_tiles(tile, kgroups)
+    bk = mma_k_step(get_wtype(wtype).span, kgroups)
+    tiles_bytes = 2 * ((bm + bn) * (bk + LDS_PAD) * 2 + bm * 4)
+    return max(tiles_bytes, bm * bn * 4) if kgroups > 1 else tiles_bytes
 
 
 def mma_q8_shared_bytes(tile: int = MMA_BM) -> int:
@@ -153,11 +184,11 @@ def mma_q8_shared_bytes(tile: int = MMA_BM) -> int:
     return 2 * ((bm + bn) * (MMA_Q8_BK + Q8_PAD) + (MMA_Q8_BK // 32) * 2 * (bm + bn) * 4)
 
 
-def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM) -> tuple[int, int, int]:
+def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM, kgroups: int = 1) -> tuple[int, int, int]:
     """(BM, BN, threads) of the GPU kernel on `arch`: the WMMA tiles where it has WMMA; on mma.sync,
-    those of the `tile` parameter."""
+    those of the `tile` and `kgroups` parameters."""
     if path(arch, wtype) == "mma_sync":
-        return mma_tiles(tile)[:3]
+        return mma_tiles(tile, kgroups)[:3]
     if path(arch, wtype) == "mfma_scale":
         return MS_BM, MS_BN, MS_THREADS
     return (WMMA_BM, WMMA_BN, WMMA_THREADS) if path(arch, wtype) == "wmma" else (BM, BN, THREADS)
@@ -165,7 +196,7 @@ def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM) -> tuple[int, int,
 
 def shared_bytes(p) -> int:
     """Dynamic shared memory of the mma.sync variant with parameters p."""
-    return mma_q8_shared_bytes(p["tile"]) if p["xin"] == "q8" else mma_shared_bytes(p["wtype"], p["tile"])
+    return mma_q8_shared_bytes(p["tile"]) if p["xin"] == "q8" else mma_shared_bytes(p["wtype"], p["tile"], p["kgroups"])
 
 
 class Gemm(KernelSpec):
@@ -175,9 +206,11 @@ class Gemm(KernelSpec):
     # kept so that benchmarks/gemm.py times both and the property tests prove both.
     # xin: the mma.sync path's X input (f16: converted once per batch by x_f16; q8: quantize_q8's int8
     # blocks, with ldmatrix False; others take only f32)
-    space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS, "xin": XIN}
+    # kgroups: warps per output tile doubled, each group half of every K step (mma.sync, ldmatrix)
+    space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS, "xin": XIN,
+             "kgroups": KGROUPS}
     # acts: the scaled-MFMA path's X format (others take only the default)
-    defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8", "xin": "f32"}
+    defaults = {"tile": MMA_BM, "ldmatrix": True, "acts": "mxfp8", "xin": "f32", "kgroups": 1}
     host = True
     doc = ("grid (n_rows/BN, m/BM); W 16-byte aligned, X f32 [m, n_cols] row-major (xin f16: x_f16's f16 X and "
            "its i32 row exponents xe [m]; xin q8: quantize_q8's xq i8 [m, n_cols] and xd f32 [m, n_cols/32, 2]), "
@@ -193,9 +226,12 @@ class Gemm(KernelSpec):
             return False  # the 32-bit fragment loads are kept for comparison only, with f32 X
         if p["xin"] == "q8" and (p["ldmatrix"] or p["wtype"] not in Q8_WTYPES):
             return False  # int8 fragments come by 32-bit loads (ldmatrix False); types of matmul_q8's table
+        if p["kgroups"] != 1 and (not arch.is_gpu_semantics or path(arch, p["wtype"]) != "mma_sync"
+                                  or not p["ldmatrix"]):
+            return False  # K groups: mma.sync with ldmatrix fragments only
         if not arch.is_gpu_semantics:
             return True
-        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"], p["kgroups"])
         if path(arch, p["wtype"]) == "wmma":  # f16 tiles in shared memory
             lds = 2 * (bm + bn) * (k_step(get_wtype(p["wtype"]).span) + LDS_PAD)
             return threads <= arch.max_threads and threads % arch.wave_size == 0 and lds <= arch.lds_bytes
@@ -216,15 +252,16 @@ class Gemm(KernelSpec):
         get_wtype(p["wtype"]).check_shape(n_cols, m=m, n_rows=n_rows)
         if not arch.is_gpu_semantics:  # row chunks x token chunks, one call each
             return Launch((ceil_div(n_rows, host_rows_per_block(n_rows)), ceil_div(m, HOST_TOKENS), 1), (1, 1, 1))
-        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"], p["kgroups"])
         shared = shared_bytes(p) if path(arch, p["wtype"]) == "mma_sync" else 0
         return Launch((ceil_div(n_rows, bn), ceil_div(m, bm), 1), (threads, 1, 1), shared)
 
     def context(self, p, arch):
         wt = get_wtype(p["wtype"])
-        bm, bn, threads = tiles(arch, p["wtype"], p["tile"])
-        bk = MMA_Q8_BK if p["xin"] == "q8" else k_step(wt.span)
+        bm, bn, threads = tiles(arch, p["wtype"], p["tile"], p["kgroups"])
+        bk = MMA_Q8_BK if p["xin"] == "q8" else step_cols(arch, p["wtype"], p["kgroups"])
         return {"wt": wt, "path": path(arch, p["wtype"]), "bm": bm, "bn": bn, "bk": bk, "threads": threads,
+                "kgroups": p["kgroups"],
                 "wm": WMMA_WAVE_TILE[0], "wn": WMMA_WAVE_TILE[1], "mma_warp_tile": mma_tiles(p["tile"])[3],
                 "ldmatrix": p["ldmatrix"], "lds_pad": LDS_PAD, "ms_bk": MS_BK, "acts": p["acts"], "xin": p["xin"], "q8_pad": Q8_PAD}
 
