@@ -56,9 +56,11 @@ GEMM_F16_X = True
 # Prefill gemms on an arch whose gemm has the int8 variant (xin="q8": mma.sync m16n8k32 .s8 on
 # sm_80/sm_90, emu-sm90; matmul_q8's types but q6_k) read X quantized once per distinct activation by
 # quantize_q8 (shared with every matmul reading it) and multiply on the int8 tensor cores, as
-# llama.cpp's MMQ. Off: it awaits the H100 measurement against the f16-X gemm (benchmarks/gemm.py
-# times both, conversions included); where on, it takes precedence over GEMM_F16_X.
-GEMM_Q8_X = False
+# llama.cpp's MMQ; where on, it takes precedence over GEMM_F16_X. Measured on the H100 (one call,
+# docs/PERFORMANCE.md, whole-model forge bench on gguf-quantized random models against the f16-X
+# gemm with K groups): pp512 1B Q4_0 43.0k against 35.0k t/s, 1B Q8_0 40.1k against 32.5k,
+# SmolLM2 Q4_0 82.3k against 75.1k.
+GEMM_Q8_X = True
 # matmul_q8's row team on a GPU: the smallest that gives each thread at most this many 32-column
 # units. Measured on the H100 (one call, each setting twice; docs/PERFORMANCE.md): 4 against 1
 # (a thread per unit) is +9 % on a 1B Q4_0's decode and equal on SmolLM2 and the 8B; 2 was worse
@@ -112,6 +114,13 @@ def uses_q8(arch: Arch, wtype: str, n_cols: int, rows: int = 1) -> bool:
     for one token only (its GPU kernel reads the weights once per token: prefill keeps gemm)."""
     return (arch.has("dot4_i8") and n_cols % 32 == 0 and (rows == 1 or not arch.is_gpu_semantics)
             and has_variant("matmul_q8", arch, wtype=wtype))
+
+
+def gemm_quantizes_x(arch: Arch, wtype: str, n_cols: int) -> bool:
+    """Whether a prefill gemm of this weight type takes the int8 variant on `arch` (GEMM_Q8_X on, the
+    variant and quantize_q8 there): its X is then quantized to 8-bit blocks, as uses_q8's is."""
+    return (GEMM_Q8_X and n_cols % 32 == 0 and has_variant("gemm", arch, wtype=wtype, xin="q8", ldmatrix=False)
+            and has_variant("quantize_q8", arch))
 
 
 class _Lowerer:
@@ -195,8 +204,7 @@ class _Lowerer:
                 params["acts"] = acts
             xargs = {"x": x}
             q8 = {k: v for k, v in params.items() if k != "kgroups"}  # the int8 kernel has one K group
-            if (GEMM_Q8_X and n_in % 32 == 0 and has_variant("gemm", self.arch, **q8, xin="q8", ldmatrix=False)
-                    and has_variant("quantize_q8", self.arch)):
+            if gemm_quantizes_x(self.arch, wt, n_in) and has_variant("gemm", self.arch, **q8, xin="q8", ldmatrix=False):
                 params = {**q8, "xin": "q8", "ldmatrix": False}  # int8 fragments come by 32-bit loads
                 xargs = dict(zip(("xq", "xd"), self.quantized(x, rows, n_in)))
             elif GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):

@@ -38,7 +38,7 @@ from forge.model.llama import build_llama_graph
 from forge.model.weights import weight_arrays, weight_types
 from forge.runtime.backends import open_backend
 from forge.runtime.executor import Executor, plan_buffers
-from forge.runtime.lower import Call, uses_q8
+from forge.runtime.lower import Call, gemm_quantizes_x, uses_q8
 from tests.helpers.tiny_gguf import write_tiny_gguf
 from tests.oracles.llama import Reference
 
@@ -54,15 +54,16 @@ def executor(path, backend, kv="f32", chunk=5, max_context=64):
 
 
 def bound(ex, kv):
-    q8 = any(uses_q8(ex.arch, t.dtype, t.shape[-1], r) for t in ex.graph.of_kind("weight") if len(t.shape) == 2
+    q8 = any(q8_rule(ex, r)(t.dtype, t.shape[-1]) for t in ex.graph.of_kind("weight") if len(t.shape) == 2
              for r in (1, 2))
     f16_gemm = any(rounds_to_f16(ex.arch, t.dtype) for t in ex.graph.of_kind("weight") if len(t.shape) == 2)
     return (2e-2 if q8 else (4e-3 if kv == "f16" else 1e-4)) + (1e-2 if f16_gemm else 0.0)
 
 
 def q8_rule(ex, rows):
-    """The reference's 8-bit-activation predicate for matmuls over `rows` tokens on ex's arch."""
-    return lambda t, cols: uses_q8(ex.arch, t, cols, rows)
+    """The reference's 8-bit-activation predicate for matmuls over `rows` tokens on ex's arch: the
+    integer matmul's (uses_q8), and, over several tokens, the int8 prefill gemm's."""
+    return lambda t, cols: uses_q8(ex.arch, t, cols, rows) or (rows > 1 and gemm_quantizes_x(ex.arch, t, cols))
 
 
 @pytest.mark.parametrize("wtype", TYPES)

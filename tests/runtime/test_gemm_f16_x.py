@@ -28,6 +28,7 @@ def tiny(tmp_path, wtype: str):
 
 
 def test_lowering_converts_each_input_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # the int8 gemm takes precedence where on
     monkeypatch.setattr(lower_mod, "GEMM_F16_X", True)
     p = tiny(tmp_path, "Q4_0")
     g = build_llama_graph(load_config(p), weight_types(load_gguf(p)))
@@ -51,6 +52,7 @@ def test_model_prefill_with_f16_x(tmp_path, backend, wtype, monkeypatch):
     if backend not in ("emu-sm90", "cuda"):
         pytest.skip("the f16-X gemm exists on mma.sync archs: emu-sm90 here, cuda on the GPU")
     p = tiny(tmp_path, wtype)
+    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # the int8 gemm takes precedence where on
     monkeypatch.setattr(lower_mod, "GEMM_F16_X", False)  # the f32-X gemm's logits first
     ex = executor(p, backend)
     want_off = ex.prefill(IDS, all_rows=True)

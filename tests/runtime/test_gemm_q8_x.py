@@ -1,9 +1,9 @@
-"""The int8 prefill gemm in a whole model (forge/runtime/lower.py GEMM_Q8_X, off by default until the
-H100 decides): with the switch on, lowering emits one quantize_q8 per distinct gemm input (shared by
+"""The int8 prefill gemm in a whole model (forge/runtime/lower.py GEMM_Q8_X, on by default since the
+H100 measured it faster than the f16-X gemm): with the switch on, lowering emits one quantize_q8 per distinct gemm input (shared by
 Q/K/V and by gate/up) and the gemm xin="q8" for matmul_q8's types but q6_k; a tiny model prefilled
 that way on emu-sm90 (or --backend cuda) matches the float64 reference that quantizes those
 matmuls' activations too (tests/oracles/llama.py's q8 rule) within test_executor's bound, and the
-logits of the default lowering (f16 X) within the same bound."""
+logits of the f16-X lowering within the same bound."""
 
 import numpy as np
 import pytest
@@ -14,9 +14,9 @@ from forge.model.gguf import load_gguf
 from forge.model.llama import build_llama_graph
 from forge.model.weights import weight_types
 from forge.runtime import lower as lower_mod
-from forge.runtime.lower import has_variant, lower, uses_q8
+from forge.runtime.lower import lower
 from tests.oracles.llama import Reference
-from tests.runtime.test_executor import IDS, bound, executor
+from tests.runtime.test_executor import IDS, bound, executor, q8_rule
 from tests.runtime.test_gemm_f16_x import tiny
 
 
@@ -35,7 +35,7 @@ def test_lowering_quantizes_each_input_once(tmp_path, monkeypatch):
     for c in gemms:
         assert made[c.args["xq"]] == c.args["xd"] and "x" not in c.args
         assert calls.index(next(q for q in quants if q.args["xq"] == c.args["xq"])) < calls.index(c)
-    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # the committed default: no int8 gemm
+    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # switched off: no int8 gemm
     off = lower(g, get_arch("emu-sm90"), "prefill", 7, 7).calls
     assert not any(c.family == "quantize_q8" or c.params.get("xin") == "q8" for c in off)
 
@@ -49,24 +49,18 @@ def test_lowering_keeps_q6_k_on_the_f16_gemm(tmp_path, monkeypatch):
     assert q6 and all(c.params.get("xin") != "q8" for c in q6)
 
 
-def q8_x_rule(ex, rows):
-    """The reference's 8-bit-activation predicate with GEMM_Q8_X on: matmul_q8's rule, and every
-    prefill matmul whose gemm has the int8 variant."""
-    return lambda t, cols: uses_q8(ex.arch, t, cols, rows) or (
-        rows > 1 and cols % 32 == 0 and has_variant("gemm", ex.arch, wtype=t, xin="q8", ldmatrix=False))
-
-
 @pytest.mark.parametrize("wtype", ["Q4_0", "Q4_K", "Q8_0"])
 def test_model_prefill_with_q8_x(tmp_path, backend, wtype, monkeypatch):
     if backend not in ("emu-sm90", "cuda"):
         pytest.skip("the int8 gemm exists on mma.sync archs: emu-sm90 here, cuda on the GPU")
     p = tiny(tmp_path, wtype)
-    ex = executor(p, backend)  # the default lowering's logits first
+    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # the f16-X lowering's logits first
+    ex = executor(p, backend)
     want_off = ex.prefill(IDS, all_rows=True)
     ex.close()
     monkeypatch.setattr(lower_mod, "GEMM_Q8_X", True)
     ex = executor(p, backend)
-    want = Reference(p, q8=q8_x_rule(ex, 2)).logits(IDS)
+    want = Reference(p, q8=q8_rule(ex, 2)).logits(IDS)
     got = ex.prefill(IDS, all_rows=True)  # chunks of 5, 5 and 3 tokens
     assert any(name.endswith(":q8") for ph in ex._phases.values() for name in ph.slot_of), "no xq planned"
     tol = bound(ex, "f32") * np.abs(want).max()
