@@ -42,8 +42,12 @@ def tie_block(rng, sign_mix=True) -> np.ndarray:
 
 def check_quantize(kctx, data):
     """The property: one drawn case agrees with the oracle bit for bit (the mutant test uses it)."""
-    t = data.draw(st.integers(1, 4), label="rows")
-    nb = data.draw(st.one_of(st.sampled_from([1, 2, 18, 48]), st.integers(1, 70)), label="blocks")
+    # many rows (prefill: every row a grid row) with few blocks, or few rows with up to 4 thread blocks
+    # of 32 blocks a row (odd counts: n_cols given, a grid column per 32 blocks; even: one thread block
+    # a row that loops; 33, 65, 66: one block past a thread block's)
+    t = data.draw(st.one_of(st.integers(1, 4), st.integers(5, 40)), label="rows")
+    few = [1, 2, 3, 18, 33] if t > 4 else [1, 2, 18, 33, 48, 65, 66, 127]
+    nb = data.draw(st.one_of(st.sampled_from(few), st.integers(1, 24 if t > 4 else 130)), label="blocks")
     x = data.draw(arrays((t, 32 * nb), np.float32), label="x")
     rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1), label="seed"))
     blocks = x.reshape(t, nb, 32)
@@ -100,9 +104,16 @@ GPU_MUTANTS = {
     # an exact half rounds toward zero
     "ties_toward_zero": ("(f >= 0.5f ? 1 : 0)", "(f > 0.5f ? 1 : 0)"),
     # the sum of q covers half the block's lanes (xd[1] wrong; one assertion site fails)
-    "half_sum": ("for (u32 o = 16; o > 0; o >>= 1) v += shfl_xor(v, o);", "for (u32 o = 8; o > 0; o >>= 1) v += shfl_xor(v, o);"),
+    "half_sum": ("for (u32 o = 4u; o > 0u; o >>= 1) s += shfl_xor(s, o);",
+                 "for (u32 o = 2u; o > 0u; o >>= 1) s += shfl_xor(s, o);"),
+    # amax covers half the block's lanes (d too small where the max is in the other half)
+    "half_amax": ("for (u32 o = 4u; o > 0u; o >>= 1) {", "for (u32 o = 2u; o > 0u; o >>= 1) {"),
+    # an infinity counts as a NaN (d NaN instead of inf)
+    "inf_is_nan": ("m > 0x7f800000u ?", "m >= 0x7f800000u ?"),
     # the upper half of a block's xq is never stored
-    "half_stored": ("    *q_out = (i8)q;", "    if (i < 16u) *q_out = (i8)q;"),
+    "half_stored": ("      *(u32*)(xq + c) = packed;", "      if (j < 4u) *(u32*)(xq + c) = packed;"),
+    # the 4 int8 of a lane packed in reverse byte order
+    "byte_order": ("<< (8u * k);", "<< (24u - 8u * k);"),
 }
 
 

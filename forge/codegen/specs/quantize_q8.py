@@ -18,17 +18,30 @@ Arguments: x f32 [T][n_cols], xq i8 [T][n_cols], xd f32 [T][n_cols / 32][2]; n_c
 multiple of 32 (the kernel writes floor(n_cols / 32) blocks). Launch shape rows = T (one block
 per token row on the host), and optionally n_cols, which the launch then checks.
 
-GPU (quantize_q8.hip.j2): a 32-lane segment per 32-column block, one element per lane, the block's
-amax / NaN flag / sum(q) as shuffle reductions inside the segment; grid (ceil(n_cols / 32 /
-(GPU_THREADS / 32)), T) when n_cols is given, else one block per row whose segments loop. Pass
-n_cols (docs/PERFORMANCE.md: a thread per block measured ~6 us for 4096 columns on the H100).
+GPU (quantize_q8.hip.j2): an 8-lane group per 32-column block, 4 consecutive values per lane (one
+16-byte load, one u32 store of the 4 int8), the block's amax with its NaN flag (one integer max of
+the |v| bit patterns) and sum(q) as 3-step shuffle reductions inside the group. Grid
+(ceil(n_cols / 32 / BPB), T) with BPB = GPU_THREADS / GROUP blocks per thread block when n_cols is given,
+else one thread block per row whose groups loop. Pass n_cols (docs/PERFORMANCE.md: a thread per
+block measured ~6 us for 4096 columns on the H100).
+
+Why this shape: lowering runs it on every prefill gemm input (the int8 gemm), T = 512 rows and more.
+The earlier kernel (a 32-lane segment per block, one value per lane, three 5-step reductions per
+value: NaN flag, amax, sum) measured 20.5 us for 512 x 4096 and 70 us for 512 x 14336 on the H100,
+against 3.7 and 14 us for x_f16's conversion of the same X, which reads as many bytes; its 480
+shuffles per 32-column block are the likely cost (not measured apart). Here a block takes 48 (6 a
+lane), and the loads and stores are full-width and contiguous across the wave. The output is the
+same bits: the same division, rounding and integer sum, and a max of the same |v|.
 """
 
 from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, register
 
-GPU_THREADS = 128  # GPU kernel: threads per block (one token row per block)
+# GPU kernel: threads per block, 8 per 32-column block: 32 blocks (1024 columns) of one row per thread
+# block, so 512 x 4096 launches 2048 blocks of 128 threads, 512 x 14336 7168, and a decode row of 4096 4
+GPU_THREADS = 128
+GROUP = 8  # lanes per 32-column block (quantize_q8.hip.j2's GROUP)
 
 
 class QuantizeQ8(KernelSpec):
@@ -36,7 +49,7 @@ class QuantizeQ8(KernelSpec):
     space: dict = {}
     host = True
     gpu = True
-    barrier_free = False  # GPU: shuffle reductions inside 32-lane segments (the host kernel has none)
+    barrier_free = False  # GPU: shuffle reductions inside 8-lane groups (the host kernel has none)
     doc = "xq = roundf(x / d), d = amax / 127 per 32 columns; xd = (d, d * sum(xq))"
 
     def args(self, p):
@@ -48,13 +61,14 @@ class QuantizeQ8(KernelSpec):
         if rows < 1 or (n_cols is not None and (n_cols < 32 or n_cols % 32)):
             raise SpecError(f"quantize_q8: rows={rows} must be at least 1 and n_cols={n_cols} a positive "
                             "multiple of 32")
-        if arch.is_gpu_semantics:  # 32 lanes per 32-column block when n_cols is given (else one block a row)
-            return Launch((-(-(n_cols // 32) // (GPU_THREADS // 32)) if n_cols else 1, rows, 1), (GPU_THREADS, 1, 1))
+        if arch.is_gpu_semantics:  # GROUP lanes per 32-column block when n_cols is given (else one block a row)
+            return Launch((-(-(n_cols // 32) // (GPU_THREADS // GROUP)) if n_cols else 1, rows, 1),
+                          (GPU_THREADS, 1, 1))
         return Launch((rows, 1, 1), (1, 1, 1))
 
     # --- GPU kernels (quantize_q8.hip.j2) ------------------------------------------------------
     def valid(self, p, arch):
-        return not arch.is_gpu_semantics or GPU_THREADS <= arch.max_threads
+        return not arch.is_gpu_semantics or (GPU_THREADS <= arch.max_threads and GPU_THREADS % arch.wave_size == 0)
 
     def context(self, p, arch):
         return {"threads": GPU_THREADS} if arch.is_gpu_semantics else {}
