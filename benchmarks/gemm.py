@@ -15,8 +15,9 @@ groups of warps, f16x = X converted to f16 once by x_f16 and read by the gemm xi
 GEMM_F16_X) on the tile and K groups lowering picks: three rows, f16x (conversion + gemm, launched in
 pairs), f16x_gemm (the gemm alone, on converted X) and f16x_conv (the conversion alone); f16x_kg1 the
 same with one K group; q8x = X quantized once by quantize_q8 and read by the int8 gemm
-xin=q8 (lowering's GEMM_Q8_X; matmul_q8's types but q6_k) on the tile lowering picks, likewise three
-rows: q8x (quantization + gemm), q8x_gemm and q8x_quant. q8x is checked against X as quantize_q8
+xin=q8 (lowering's GEMM_Q8_X; matmul_q8's types but q6_k) on the tile and K groups lowering picks,
+likewise three rows: q8x (quantization + gemm), q8x_gemm and q8x_quant; q8x_kg1 the same with one K
+group. q8x is checked against X as quantize_q8
 left it (the dequantized xq * d_x: its quantization error is no part of the gemm's). The 'auto' column marks
 the variant lowering picks for the shape (specs/gemm.py gemm_params; f16x_gemm where lowering's
 GEMM_F16_X is on), and the 8B estimate is printed per variant and for 'auto' (each shape at its
@@ -89,9 +90,10 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
 
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
 MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "kg2": {"kgroups": 2},
-                "f16x": {"xin": "f16"}, "f16x_kg1": {"xin": "f16", "kgroups": 1}, "q8x": {"xin": "q8", "ldmatrix": False}}
+                "f16x": {"xin": "f16"}, "f16x_kg1": {"xin": "f16", "kgroups": 1}, "q8x": {"xin": "q8", "ldmatrix": False},
+                "q8x_kg1": {"xin": "q8", "ldmatrix": False, "kgroups": 1}}
 CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 / quantize_q8 launches per 8B layer by column count (lowering shares them)
-X_PASSES = {"f16x": "f16x_conv", "f16x_kg1": "f16x_kg1_conv", "q8x": "q8x_quant"}  # the X pass each converted-X variant's estimate adds
+X_PASSES = {"f16x": "f16x_conv", "f16x_kg1": "f16x_kg1_conv", "q8x": "q8x_quant", "q8x_kg1": "q8x_kg1_quant"}  # the X pass each converted-X variant's estimate adds
 
 
 def q8_auto(wtype: str) -> bool:
@@ -101,8 +103,8 @@ def q8_auto(wtype: str) -> bool:
 
 def variants_for(arch, wtype: str, names: list[str]) -> dict[str, dict]:
     """{name: params} to time for wtype on arch: the named mma.sync variants on that path, else the default."""
-    if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync":  # (q8x only for the types it has)
-        return {n: MMA_VARIANTS[n] for n in names if n != "q8x" or wtype in Q8_WTYPES}
+    if arch.is_gpu_semantics and path(arch, wtype) == "mma_sync":  # (q8x* only for the types it has)
+        return {n: MMA_VARIANTS[n] for n in names if MMA_VARIANTS[n].get("xin") != "q8" or wtype in Q8_WTYPES}
     return {"default": {}}
 
 
@@ -123,9 +125,9 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
                 out += bench_f16x(dev, kernels, wtype, m, rows, cols, args, raw, x, bws, (bx, bxh, bxe, by),
                                   {**{k: v for k, v in auto.items() if k in ("tile", "kgroups")}, **params}, name)
                 continue
-            if params.get("xin") == "q8":
+            if params.get("xin") == "q8":  # likewise
                 out += bench_q8x(dev, kernels, wtype, m, rows, cols, args, raw, bws, (bx, bxh, bxe, by),
-                                 {**params, **{k: v for k, v in auto.items() if k == "tile"}})
+                                 {**{k: v for k, v in auto.items() if k in ("tile", "kgroups")}, **params}, name)
                 continue
             k = kernels.get("gemm", wtype=wtype, **params)
             g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
@@ -190,9 +192,9 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
 
 
 def bench_q8x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int, args, raw, bws, bufs,
-              params: dict) -> list[dict]:
-    """Rows q8x (quantize_q8 then the gemm xin=q8, launched in pairs), q8x_gemm (the gemm alone) and
-    q8x_quant (quantize_q8 alone), on the same data as the other variants; the gemm's output checked
+              params: dict, name: str = "q8x") -> list[dict]:
+    """Rows NAME (quantize_q8 then the gemm xin=q8, launched in pairs), NAME_gemm (the gemm alone) and
+    NAME_quant (quantize_q8 alone), on the same data as the other variants; the gemm's output checked
     against the X quantize_q8 made (xq * d_x, downloaded)."""
     bx, bxq, bxd, by = bufs  # bxq (m * cols * 2 bytes) holds xq's m * cols, bxd (m * 4) too little: its own
     bxd = dev.alloc(m * (cols // 32) * 8)
@@ -218,18 +220,18 @@ def bench_q8x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxq, bxd, by, m, rows, cols),
                                tuple(k.args))
 
-        lists = {"q8x": [L for i in range(args.launches) for L in (quant_launch(), gemm_launch(i))],
-                 "q8x_gemm": [gemm_launch(i) for i in range(args.launches)],
-                 "q8x_quant": [quant_launch() for _ in range(args.launches)]}
+        lists = {name: [L for i in range(args.launches) for L in (quant_launch(), gemm_launch(i))],
+                 f"{name}_gemm": [gemm_launch(i) for i in range(args.launches)],
+                 f"{name}_quant": [quant_launch() for _ in range(args.launches)]}
         out = []
-        for name, launches in lists.items():
+        for row, launches in lists.items():
             # time_launches gives seconds per launch; a q8x step is a pair of them
-            t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if name == "q8x" else 1)
-            grid = gq.grid if name == "q8x_quant" else g.grid
-            out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": name, "params": k.variant.params,
-                        "auto": q8_auto(wtype) and name == "q8x_gemm", "grid": list(grid), "shared": g.shared_bytes,
-                        "us": t * 1e6, "tflops": 0.0 if name == "q8x_quant" else 2.0 * m * rows * cols / t / 1e12,
-                        "check": ok})
+            t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if row == name else 1)
+            quant_only = row.endswith("_quant")
+            out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": row, "params": k.variant.params,
+                        "auto": q8_auto(wtype) and row == "q8x_gemm", "grid": list(gq.grid if quant_only else g.grid),
+                        "shared": g.shared_bytes, "us": t * 1e6,
+                        "tflops": 0.0 if quant_only else 2.0 * m * rows * cols / t / 1e12, "check": ok})
         return out
     finally:
         dev.free(bxd)

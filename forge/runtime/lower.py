@@ -203,7 +203,7 @@ class _Lowerer:
             if acts and has_variant("gemm", self.arch, **params, acts=acts):
                 params["acts"] = acts
             xargs = {"x": x}
-            q8 = {k: v for k, v in params.items() if k != "kgroups"}  # the int8 kernel has one K group
+            q8 = dict(params)  # the int8 kernel takes gemm_params' tile and K groups too
             if gemm_quantizes_x(self.arch, wt, n_in) and has_variant("gemm", self.arch, **q8, xin="q8", ldmatrix=False):
                 params = {**q8, "xin": "q8", "ldmatrix": False}  # int8 fragments come by 32-bit loads
                 xargs = dict(zip(("xq", "xd"), self.quantized(x, rows, n_in)))

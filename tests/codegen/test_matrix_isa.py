@@ -465,20 +465,22 @@ def test_emulated_mma_s8_refuses_an_s32_overflow():
         _mma8_run(ctx, a, b, np.full((16, 8), 2**31 - 2**18, np.int32))
 
 
-Q8_GEMMS = ([("sm_90", w, 128) for w in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "mxfp4")]
-            + [("sm_90", w, 64) for w in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "mxfp4")]
-            + [("sm_80", w, t) for w in ("q4_0", "q4_k") for t in (128, 64)])
+Q8_TYPES = ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "mxfp4")
+Q8_GEMMS = ([("sm_90", w, t, kg) for kg in (1, 2) for t in (128, 64) for w in Q8_TYPES]
+            + [("sm_80", w, t, 1) for w in ("q4_0", "q4_k") for t in (128, 64)])
 
 
-@pytest.mark.parametrize("arch_name, wtype, tile", Q8_GEMMS)
-def test_nvidia_q8_gemm_multiplies_on_int8_mma_sync_without_local_memory(store, arch_name, wtype, tile):
+@pytest.mark.parametrize("arch_name, wtype, tile, kgroups", Q8_GEMMS)
+def test_nvidia_q8_gemm_multiplies_on_int8_mma_sync_without_local_memory(store, arch_name, wtype, tile, kgroups):
     """gemm xin="q8": NVRTC's PTX holds the int8 mma.sync (m16n8k32 .s8) and not the f16 one, takes
     its fragments by 32-bit shared loads (no ldmatrix), copies X by cp.async, and ptxas (or the
-    driver) finds no local memory, for both block tiles."""
+    driver) finds no local memory, for both block tiles, with one K group and (sm_90) two (twice the
+    threads, so half the registers a thread may have)."""
     from forge.errors import ToolchainError
     from tests.codegen.test_resources import assert_no_local_memory
     try:
-        entry, ptx = _compile(store, "gemm", {"wtype": wtype, "xin": "q8", "ldmatrix": False, "tile": tile}, arch_name)
+        entry, ptx = _compile(store, "gemm", {"wtype": wtype, "xin": "q8", "ldmatrix": False, "tile": tile,
+                                              "kgroups": kgroups}, arch_name)
     except ToolchainError as e:
         pytest.skip(f"no NVRTC: {e}")
     assert get_layout("mma_m16n8k32_s8_s32").instruction in ptx

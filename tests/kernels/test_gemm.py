@@ -75,8 +75,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 from forge.arch import get_arch
-from forge.codegen.specs.gemm import (MMA_BM, MMA_Q8_BK, MMA_SMALL, Q8_WTYPES, mma_tile_for, path,
-                                      rounds_to_f16, step_cols, tiles)
+from forge.codegen.specs.gemm import (MMA_BM, MMA_Q8_BK, MMA_SMALL, Q8_WTYPES, gemm_params, mma_tile_for,
+                                      path, rounds_to_f16, step_cols, tiles)
 from forge.codegen.wtypes import WTYPE_NAMES, get_wtype
 from tests.conftest import KernelContext
 from tests.kernels.harness import run_kernel
@@ -440,12 +440,13 @@ def test_mma_sync_property_catches_ldmatrix_mutant(mma_ctx, mutant, tile, tmp_pa
 def check_gemm_q8(ctx, wtype, data, pinned: dict | None = None):
     """The int8 variant's property (module docstring): one drawn case, quantized by quantize_q8's
     oracle, agrees with matmul_q8's oracle on the same xq / xd within its bound. Token and row counts
-    around the block tile (drawn unless `pinned`), one to several K steps of MMA_Q8_BK with tails of
-    any number of 32-column blocks, activations from 1e-30 to 2^20 times the strategy's, and at
-    times NaN or +-Inf planted in a few blocks."""
+    around the block tile (tile and K groups drawn unless `pinned`), one to several K steps of
+    MMA_Q8_BK with tails of any number of 32-column blocks, activations from 1e-30 to 2^20 times the
+    strategy's, and at times NaN or +-Inf planted in a few blocks."""
     params = {"xin": "q8", "ldmatrix": False,
-              "tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"), **(pinned or {})}
-    bm, bn, _ = tiles(ctx.arch, wtype, params["tile"])
+              "tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"),
+              "kgroups": data.draw(st.sampled_from([1, 2]), label="kgroups"), **(pinned or {})}
+    bm, bn, _ = tiles(ctx.arch, wtype, params["tile"], params["kgroups"])
     m, rows = data.draw(tile_counts(bm), label="m"), data.draw(tile_counts(bn), label="rows")
     wt = get_wtype(wtype)
     cols = data.draw(n_cols(wtype, max(2, 3 * MMA_Q8_BK // wt.qk)), label="cols")
@@ -479,19 +480,24 @@ def test_gemm_q8_x_on_the_gpu(gpu_mma_ctx, wtype, data):
 
 def test_q8_x_variant_covers_matmul_q8s_types_but_q6_k():
     """xin="q8" exists on mma.sync archs for matmul_q8's types whose factors span 32 columns, with
-    32-bit fragment loads only; not for q6_k (factors per 16), float types or other archs."""
+    32-bit fragment loads only (on lowering's tile and K groups too); not for q6_k (factors per 16),
+    float types or other archs."""
     from forge.runtime.lower import has_variant
     sm90 = get_arch("sm_90")
     assert all(has_variant("gemm", sm90, wtype=w, xin="q8", ldmatrix=False) for w in Q8_WTYPES)
     assert not has_variant("gemm", sm90, wtype="q6_k", xin="q8", ldmatrix=False)
     assert not has_variant("gemm", sm90, wtype="f16", xin="q8", ldmatrix=False)
     assert not has_variant("gemm", sm90, wtype="q4_0", xin="q8", ldmatrix=True)
+    # and with lowering's K groups (gemm_params: 2 where the tiles give no SM a second block)
+    assert all(has_variant("gemm", sm90, **gemm_params(sm90, w, 512, r), xin="q8", ldmatrix=False)
+               for w in Q8_WTYPES for r in (1024, 4096))
+    assert gemm_params(sm90, "q4_0", 512, 4096).get("kgroups") == 2
     assert not any(has_variant("gemm", get_arch(a), wtype="q4_0", xin="q8", ldmatrix=False)
                    for a in ("gfx1100", "gfx950", "host", "emu"))
 
 
-# The int8 variant's plausible mistakes, pinned to the 128 x 128 tile so that every drawn case runs
-# the mutant (its wtype's variant).
+# The int8 variant's plausible mistakes, pinned to the 128 x 128 tile and one K group so that every
+# drawn case runs the mutant (its wtype's variant).
 MMA_Q8_MUTANTS = {
     # q4_1: the min term (m_w s_x) dropped
     ("q4_1", "min_dropped"): ("          acc[i][j][e] = f_fma(mw[r], xs[tok], acc[i][j][e]);\n", ""),
@@ -508,9 +514,30 @@ MMA_Q8_MUTANTS = {
 
 @pytest.mark.parametrize("wtype,mutant", sorted(MMA_Q8_MUTANTS), ids=[f"{w}-{m}" for w, m in sorted(MMA_Q8_MUTANTS)])
 def test_mma_sync_q8_x_property_catches_mutant(mma_ctx, wtype, mutant, tmp_path, monkeypatch):
-    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8"}
+    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8", "kgroups": 1}
     assert_property_catches(mma_ctx, "gemm", {"wtype": wtype, **pinned}, MMA_Q8_MUTANTS[(wtype, mutant)],
                             lambda ctx, data: check_gemm_q8(ctx, wtype, data, pinned), tmp_path, monkeypatch,
+                            max_examples=30)
+
+
+# The int8 kernel's two-K-group code (as MMA_KGROUPS_MUTANTS), pinned to it so that every drawn case
+# runs the mutant.
+MMA_Q8_KGROUPS_MUTANTS = {
+    # The second group's partial sums never added: only blocks 0 and 1 of each K step are counted.
+    "partials_not_added": ("for (u32 g = 1; g < KG; ++g)", "for (u32 g = KG; g < KG; ++g)"),
+    # Group 1 multiplies the whole K step instead of its 2 blocks: blocks 0 and 1 are counted twice.
+    "groups_overlap": ("for (u32 kb = kg * (NB / KG); kb < (kg + 1u) * (NB / KG)", "for (u32 kb = 0; kb < (kg + 1u) * (NB / KG)"),
+    # The barrier between storing and adding the partials removed: group 0 may add what the tiles
+    # held instead of group 1's sums (the emulator runs the warps in random orders in checking mode).
+    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return;", "  if (kg > 0u) return;"),
+}
+
+
+@pytest.mark.parametrize("mutant", sorted(MMA_Q8_KGROUPS_MUTANTS))
+def test_mma_sync_q8_x_kgroups_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8", "kgroups": 2}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned}, MMA_Q8_KGROUPS_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm_q8(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
                             max_examples=30)
 
 
@@ -519,7 +546,7 @@ def test_q8_x_token_guard_mutant_reads_past_x(mma_ctx, tmp_path, monkeypatch):
     report (their rows are never written back, so only the checked device sees it)."""
     from forge.runtime.emu import EmuDevice
     checked = EmuDevice(mma_ctx.arch.wave_size, check=True)
-    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8"}
+    pinned = {"tile": MMA_BM, "ldmatrix": False, "xin": "q8", "kgroups": 1}
     assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", **pinned},
                             ("const bool on = tok < m && c < ncols;", "const bool on = c < ncols;"),
                             lambda ctx, data: check_gemm_q8(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,

@@ -36,7 +36,10 @@ twice the K per issue; X's error is quantize_q8's (d_x / 2 per element) instead 
 same block tiles, warp tiles and double buffering as the f16 kernel, MMA_Q8_BK columns (4 blocks)
 per K step and barrier, 32-bit fragment loads (so `ldmatrix` False: no ldmatrix variant yet). q6_k
 (factors per 16 columns) and the float types stay on the f16 paths. Whether it is faster than the
-f16-X gemm is for the GPU to say (lower.py GEMM_Q8_X).
+f16-X gemm is for the GPU to say (lower.py GEMM_Q8_X). `kgroups` 2 as in the f16 kernel (lowering's
+mma_kgroups_for picks it the same way): twice the warps, each group the whole output tile but 2 of
+every K step's 4 blocks from the same shared tiles (MMA_Q8_BK stays 128), group 1's accumulators
+added by group 0 through shared memory after the K loop (mma_q8_shared_bytes covers them).
 
 Where the arch has gfx950's scaled MFMA (arch.has("mx_scaled_mfma"): gfx950, emu-gfx950) and the
 weights are MX (mxfp4/6/8), v_mfma_scale_f32_16x16x128_f8f6f4 multiplies with the E8M0 block scales
@@ -176,12 +179,14 @@ def mma_shared_bytes(wtype: str, tile: int = MMA_BM, kgroups: int = 1) -> int:
     return max(tiles_bytes, bm * bn * 4) if kgroups > 1 else tiles_bytes
 
 
-def mma_q8_shared_bytes(tile: int = MMA_BM) -> int:
+def mma_q8_shared_bytes(tile: int = MMA_BM, kgroups: int = 1) -> int:
     """Dynamic shared memory of the int8 mma.sync kernel (xin="q8"): two buffers, each the W and X
     tiles in int8 with Q8_PAD-padded rows, then per 32-column block a factor and a min per weight row
-    and d_x and s_x per token, in f32."""
-    bm, bn, _, _ = mma_tiles(tile)
-    return 2 * ((bm + bn) * (MMA_Q8_BK + Q8_PAD) + (MMA_Q8_BK // 32) * 2 * (bm + bn) * 4)
+    and d_x and s_x per token, in f32; with K groups at least groups 1..'s f32 accumulators (the
+    whole output tile each), which reuse the buffers after the K loop."""
+    bm, bn, _, _ = mma_tiles(tile, kgroups)
+    tiles_bytes = 2 * ((bm + bn) * (MMA_Q8_BK + Q8_PAD) + (MMA_Q8_BK // 32) * 2 * (bm + bn) * 4)
+    return max(tiles_bytes, (kgroups - 1) * bm * bn * 4)
 
 
 def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM, kgroups: int = 1) -> tuple[int, int, int]:
@@ -196,7 +201,7 @@ def tiles(arch: Arch, wtype: str = "f32", tile: int = MMA_BM, kgroups: int = 1) 
 
 def shared_bytes(p) -> int:
     """Dynamic shared memory of the mma.sync variant with parameters p."""
-    return mma_q8_shared_bytes(p["tile"]) if p["xin"] == "q8" else mma_shared_bytes(p["wtype"], p["tile"], p["kgroups"])
+    return mma_q8_shared_bytes(p["tile"], p["kgroups"]) if p["xin"] == "q8" else mma_shared_bytes(p["wtype"], p["tile"], p["kgroups"])
 
 
 class Gemm(KernelSpec):
@@ -206,7 +211,8 @@ class Gemm(KernelSpec):
     # kept so that benchmarks/gemm.py times both and the property tests prove both.
     # xin: the mma.sync path's X input (f16: converted once per batch by x_f16; q8: quantize_q8's int8
     # blocks, with ldmatrix False; others take only f32)
-    # kgroups: warps per output tile doubled, each group half of every K step (mma.sync, ldmatrix)
+    # kgroups: warps per output tile doubled, each group half of every K step (mma.sync: ldmatrix, or
+    # xin q8)
     space = {"wtype": WTYPE_NAMES, "tile": (MMA_BM, MMA_SMALL), "ldmatrix": (True, False), "acts": ACTS, "xin": XIN,
              "kgroups": KGROUPS}
     # acts: the scaled-MFMA path's X format (others take only the default)
@@ -227,8 +233,8 @@ class Gemm(KernelSpec):
         if p["xin"] == "q8" and (p["ldmatrix"] or p["wtype"] not in Q8_WTYPES):
             return False  # int8 fragments come by 32-bit loads (ldmatrix False); types of matmul_q8's table
         if p["kgroups"] != 1 and (not arch.is_gpu_semantics or path(arch, p["wtype"]) != "mma_sync"
-                                  or not p["ldmatrix"]):
-            return False  # K groups: mma.sync with ldmatrix fragments only
+                                  or not (p["ldmatrix"] or p["xin"] == "q8")):
+            return False  # K groups: mma.sync with ldmatrix fragments, or the int8 kernel (32-bit loads)
         if not arch.is_gpu_semantics:
             return True
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"], p["kgroups"])
