@@ -38,8 +38,8 @@ from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, register
 
-# GPU kernel: threads per block, 8 per 32-column block: 32 blocks (1024 columns) of one row per thread
-# block, so 512 x 4096 launches 2048 blocks of 128 threads, 512 x 14336 7168, and a decode row of 4096 4
+# GPU kernel: threads per block, 8 per 32-column block: 16 blocks (512 columns) of one row per thread
+# block, so 512 x 4096 launches 4096 blocks of 128 threads, 512 x 14336 14336, and a decode row of 4096 8
 GPU_THREADS = 128
 GROUP = 8  # lanes per 32-column block (quantize_q8.hip.j2's GROUP)
 
