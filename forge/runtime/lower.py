@@ -288,7 +288,9 @@ class _Lowerer:
         if x not in self.q8:
             xq = self.scratch(f"{x}:q8", rows * cols)
             xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
-            self.call("quantize_q8", {}, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
+            # one row (decode): 4 blocks of 32 columns per thread block, so a row spreads over more SMs
+            params = {"bpb": 4} if rows == 1 and has_variant("quantize_q8", self.arch, bpb=4) else {}
+            self.call("quantize_q8", params, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
             self.q8[x] = (xq, xd)
         return self.q8[x]
 

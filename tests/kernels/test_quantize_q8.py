@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from forge.runtime.lower import has_variant
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
 from tests.kernels.strategies import arrays
@@ -22,9 +23,9 @@ def host_kctx(kctx):
     return kctx
 
 
-def run(kctx, x):
+def run(kctx, x, params=None):
     t, n = x.shape
-    out = run_kernel(kctx, "quantize_q8", {},
+    out = run_kernel(kctx, "quantize_q8", params or {},
                      {"x": x, "xq": np.full((t, n), 99, np.int8), "xd": np.full((t, n // 32, 2), np.nan, np.float32),
                       "n_cols": n}, ["xq", "xd"], rows=t,
                      n_cols=n if n % 64 else None)  # GPU: a thread per block (n_cols given) or one block a row
@@ -60,7 +61,8 @@ def check_quantize(kctx, data):
             blocks[r, b] = 0
         else:
             blocks[r, b, rng.integers(0, 32)] = np.nan if kind == "nan" else -np.inf
-    q, d = run(kctx, x)
+    bpb = [b for b in (16, 4) if has_variant("quantize_q8", kctx.arch, bpb=b)]  # wave64: 16 only
+    q, d = run(kctx, x, {"bpb": data.draw(st.sampled_from(bpb), label="bpb")})
     rq, rd = quantize_q8(x)
     assert np.array_equal(q, rq), f"{(q != rq).sum()} q differ, first at {np.argwhere(q != rq)[0]}"
     same = bits_equal(d, rd)

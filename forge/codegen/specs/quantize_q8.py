@@ -21,7 +21,7 @@ per token row on the host), and optionally n_cols, which the launch then checks.
 GPU (quantize_q8.hip.j2): an 8-lane group per 32-column block, 4 consecutive values per lane (one
 16-byte load, one u32 store of the 4 int8), the block's amax with its NaN flag (one integer max of
 the |v| bit patterns) and sum(q) as 3-step shuffle reductions inside the group. Grid
-(ceil(n_cols / 32 / BPB), T) with BPB = GPU_THREADS / GROUP blocks per thread block when n_cols is given,
+(ceil(n_cols / 32 / bpb), T) with bpb (a parameter: 16, or 4 for one row) blocks per thread block when n_cols is given,
 else one thread block per row whose groups loop. Pass n_cols (docs/PERFORMANCE.md: a thread per
 block measured ~6 us for 4096 columns on the H100).
 
@@ -38,15 +38,23 @@ from ...arch import Arch
 from ...errors import SpecError
 from ..spec import Arg, KernelSpec, Launch, register
 
-# GPU kernel: threads per block, 8 per 32-column block: 16 blocks (512 columns) of one row per thread
-# block, so 512 x 4096 launches 4096 blocks of 128 threads, 512 x 14336 14336, and a decode row of 4096 8
-GPU_THREADS = 128
 GROUP = 8  # lanes per 32-column block (quantize_q8.hip.j2's GROUP)
+# `bpb`: 32-column blocks per thread block (GROUP lanes each). 16 (128 threads, the default): 512 x
+# 4096 launches 4096 thread blocks, 512 x 14336 14336 — on the H100 9.8 and 30.9 us, where 4 blocks
+# (32 threads) took 20.4 us at 512 x 4096. A decode row of 4096 columns gets only 8 thread blocks of
+# 16, though: 2.7 us against 1.6 with 4 (32 thread blocks), so lowering takes bpb 4 for one row.
+BPB = (16, 4)
+
+
+def threads(p) -> int:
+    """Threads per GPU thread block of the variant with parameters p."""
+    return p["bpb"] * GROUP
 
 
 class QuantizeQ8(KernelSpec):
     family = "quantize_q8"
-    space: dict = {}
+    space = {"bpb": BPB}
+    defaults = {"bpb": 16}
     host = True
     gpu = True
     barrier_free = False  # GPU: shuffle reductions inside 8-lane groups (the host kernel has none)
@@ -62,16 +70,17 @@ class QuantizeQ8(KernelSpec):
             raise SpecError(f"quantize_q8: rows={rows} must be at least 1 and n_cols={n_cols} a positive "
                             "multiple of 32")
         if arch.is_gpu_semantics:  # GROUP lanes per 32-column block when n_cols is given (else one block a row)
-            return Launch((-(-(n_cols // 32) // (GPU_THREADS // GROUP)) if n_cols else 1, rows, 1),
-                          (GPU_THREADS, 1, 1))
+            return Launch((-(-(n_cols // 32) // p["bpb"]) if n_cols else 1, rows, 1), (threads(p), 1, 1))
         return Launch((rows, 1, 1), (1, 1, 1))
 
     # --- GPU kernels (quantize_q8.hip.j2) ------------------------------------------------------
     def valid(self, p, arch):
-        return not arch.is_gpu_semantics or (GPU_THREADS <= arch.max_threads and GPU_THREADS % arch.wave_size == 0)
+        if not arch.is_gpu_semantics:
+            return p["bpb"] == 16  # the host kernel has no thread blocks: one variant
+        return threads(p) <= arch.max_threads and threads(p) % arch.wave_size == 0
 
     def context(self, p, arch):
-        return {"threads": GPU_THREADS} if arch.is_gpu_semantics else {}
+        return {"threads": threads(p)} if arch.is_gpu_semantics else {}
 
 
 register(QuantizeQ8())
