@@ -3,9 +3,11 @@
 # llama-cpp-python 0.3.36 sdist by peer/build_llamacpp.sh) and forge (`forge bench --backend cuda`)
 # on the very same random-weight GGUFs (peer/make_model.py shapes, quantized by llama-quantize), in
 # the same session on the same warm machine. Two calls, back to back (the machine stays warm ~30 s):
-#   STEPS="prep"  bash benchmarks/models_gpu.sh   # build llama.cpp || write F16 models, GPU tests; quantize
+#   STEPS="prep"  bash benchmarks/models_gpu.sh   # build llama.cpp || write F16 models || GPU work; quantize
 #   STEPS="bench" bash benchmarks/models_gpu.sh   # llama-bench and forge bench on every file
 # Carry: .whl (gguf, platformdirs), .carry/nvrtc (NVRTC 13.5), .carry/llama.cpp.tar.xz.
+# prep's GPU work while the CPU builds and writes: AB_CMDS (if set: benchmarks/ab_trees.sh's CMDS over
+# the trees in .carry/ab), then the CUDA tests GPU_TESTS (pytest arguments), then GEMM=1's gemm table.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/forge-out}; M=${MODELS:-/tmp/models}; W=${W:-/tmp/w}
@@ -22,15 +24,15 @@ for step in ${STEPS:-prep bench}; do
         (bash peer/build_llamacpp.sh .carry/llama.cpp.tar.xz "$W" > "$OUT/build.log" 2>&1; echo "build rc $?" >> "$OUT/build.log") &
       for s in smollm2 1b 8b; do
         [ -f "$M/$s-f16.gguf" ] || timeout 300 python3 peer/make_model.py "$M/$s-f16.gguf" "$s" || echo "make_model $s failed"
-      done
-      echo "== models written: $(( $(date +%s) - t0 )) s"; ls -la "$M"
+      done > "$OUT/models.log" 2>&1 &
+      [ -z "${AB_CMDS:-}" ] || CMDS="$AB_CMDS" ROUNDS=${ROUNDS:-1} bash benchmarks/ab_trees.sh > "$OUT/ab.log" 2>&1
       timeout ${TEST_TIMEOUT:-150} python3 -m pytest -q -p no:cacheprovider --backend cuda \
         ${GPU_TESTS:-tests/runtime/test_executor.py tests/model/test_model.py} > "$OUT/gpu_model_tests.log" 2>&1
-      tail -5 "$OUT/gpu_model_tests.log"
+      grep -E "FAILED|ERROR" "$OUT/gpu_model_tests.log" | head -20; tail -1 "$OUT/gpu_model_tests.log"
       [ -z "${GEMM:-}" ] || timeout 200 python3 benchmarks/gemm.py --backend cuda --json "$OUT/gemm.json" 2>&1 \
         | tee "$OUT/gemm.txt" | tail -30
-      timeout 120 python3 -m forge bench "$M/smollm2-f16.gguf" --backend cuda -p 512 -n 64 2>&1 | tee "$OUT/forge_smollm2_f16.txt"
       wait
+      echo "== models written, llama.cpp built: $(( $(date +%s) - t0 )) s"; ls -la "$M"
       tail -3 "$OUT/build.log"
       q smollm2 q4_1 Q4_1; q 1b q8_0 Q8_0; q 1b q4_0 Q4_0; q 1b q4_k_m Q4_K_M; q 1b mxfp4 MXFP4_MOE --pure
       q 8b q4_0 Q4_0; q 8b q4_k_m Q4_K_M
