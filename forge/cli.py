@@ -143,11 +143,11 @@ def cmd_build(args) -> int:
     from .codegen.toolchain import toolchain_for
 
     arch = get_arch(args.arch)
-    store = _store(args)
-    tc = toolchain_for(arch)
-    if args.model is None and (args.weights or args.kv_dtype or args.acts):
+    if args.model is None and (args.weights or args.kv_dtype or args.acts):  # a usage error before any toolchain's
         raise ForgeError("--weights, --acts and --kv-dtype choose a model's kernels: use them with --pack FILE "
                          "--model M.gguf")
+    store = _store(args)
+    tc = toolchain_for(arch)
     if args.model is not None:
         if args.pack is None or args.kernels:
             raise ForgeError("--model selects the kernels of a pack: use it with --pack FILE, without --kernels")

@@ -47,7 +47,7 @@ def test_a_model_runs_from_a_pack_with_no_compiler(model, host_pack, tmp_path):
     want = forge.load(model, backend="cpu", max_context=32).generate("hello world", 6, temperature=0).tokens
     env = {k: v for k, v in os.environ.items() if k != "CXX"}
     env.update(PATH=str(tmp_path / "empty"), FORGE_CACHE_DIR=str(tmp_path / "fresh-store"),
-               PYTHONPATH=str(Path(forge.__file__).parents[1]))
+               PYTHONPATH=os.pathsep.join([str(Path(forge.__file__).parents[1]), *filter(None, [os.environ.get("PYTHONPATH")])]))
     out = subprocess.run([sys.executable, "-c", RUN, str(model), str(host_pack)], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
