@@ -49,7 +49,8 @@ import json, sys
 for r in json.load(open(sys.argv[1])):
     kind = "pp" if r["n_prompt"] else "tg"
     print(sys.argv[2], f"{kind}{r['n_prompt'] or r['n_gen']}", "fa", r["flash_attn"], round(r["avg_ts"], 1),
-          "+-", round(r["stddev_ts"], 1), "t/s")
+          "+-", round(r["stddev_ts"], 1), "t/s; best", round(max(r.get("samples_ts") or [r["avg_ts"]]), 1),
+          "(forge bench reports its best of --reps)")
 PY
       done
       for f in $FILES; do
