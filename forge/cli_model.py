@@ -121,7 +121,8 @@ def cmd_bench(args) -> int:
         print(json.dumps({"model": r.model, "backend": r.backend, "arch": r.arch, "pp": args.p, "tg": args.n,
                           "depth": args.depth, "prefill_tps": r.prefill_tps, "decode_tps": r.decode_tps,
                           "bytes_per_token": r.bytes_per_token, "copy_gbps": r.copy_gbps,
-                          "achieved_gbps": r.achieved_gbps, "kernels": r.kernels}))
+                          "achieved_gbps": r.achieved_gbps, "kernels": r.kernels,
+                          "prefill_chunk": r.prefill_chunk, "prefill_kernels": r.prefill_kernels}))
     else:
         print(r.table())
     return 0

@@ -66,6 +66,11 @@ def test_bench_json(capsys, tiny):
     r = json.loads(out)
     assert code == 0 and r["decode_tps"] > 0 and r["prefill_tps"] > 0 and r["bytes_per_token"] > 0
     assert {k[0] for k in r["kernels"]} >= {"matmul_q8", "attn_decode", "sample"}
+    # the prompt's last chunk (16 tokens here) kernel by kernel: attention is flash_attn, no sampler
+    assert r["prefill_chunk"] == 16 and {k[0] for k in r["prefill_kernels"]} >= {"flash_attn", "rmsnorm"}
+    assert "sample" not in {k[0] for k in r["prefill_kernels"]} and all(k[1] > 0 and k[2] > 0 for k in r["prefill_kernels"])
+    code, out, _ = run_cli(capsys, "bench", tiny, "--backend", "cpu", "-p", "16", "-n", "4", "--reps", "1")
+    assert code == 0 and "prefill, the last chunk of 16 tokens:" in out and out.count("(one by one)") == 2
 
 
 def test_perplexity(capsys, tiny, tmp_path):

@@ -5,8 +5,9 @@ goes, and how close it comes to reading the weights at the device's bandwidth.
 
 Prefill: n_prompt random token ids from an empty cache, timed whole (best of `reps`). Decode:
 after `depth` tokens of context, n_gen greedy steps of the recorded decode step, timed whole.
-The per-kernel table times each launch of one decode step separately (device events on a GPU),
-so its total is above a replayed step's time by the launch overheads a graph removes. Bytes per
+The per-kernel tables time each launch of one decode step, and of the prompt's last prefill
+chunk, separately (device events on a GPU), so their totals are above a replayed step's time by
+the launch overheads a graph removes (prefill: small next to its kernels). Bytes per
 token: every matrix once (the token embedding: one row, unless it is also the output head), the
 vectors, and the KV cache read at `depth`. The roofline rate is the measured copy bandwidth over
 those bytes.
@@ -37,6 +38,8 @@ class BenchResult:
     bytes_per_token: int
     copy_gbps: float
     kernels: list = field(default_factory=list)  # (family, launches, seconds per step)
+    prefill_kernels: list = field(default_factory=list)  # the same for the prompt's last chunk
+    prefill_chunk: int = 0  # that chunk's tokens
 
     @property
     def achieved_gbps(self) -> float:
@@ -47,7 +50,6 @@ class BenchResult:
         return self.copy_gbps * 1e9 / self.bytes_per_token
 
     def table(self) -> str:
-        step = sum(s for _, _, s in self.kernels)
         lines = [f"{self.model} on {self.backend} ({self.arch})",
                  f"prefill pp{self.n_prompt}: {self.prefill_tps:10.1f} t/s",
                  f"decode  tg{self.n_gen} at depth {self.depth}: {self.decode_tps:10.1f} t/s  "
@@ -55,11 +57,18 @@ class BenchResult:
                  f"bytes per token {self.bytes_per_token / 1e6:.1f} MB -> {self.achieved_gbps:.1f} GB/s achieved; "
                  f"copy bandwidth {self.copy_gbps:.1f} GB/s -> roofline {self.roofline_tps:.1f} t/s "
                  f"({100 * self.decode_tps / self.roofline_tps:.0f} % of it)",
-                 "", f"{'kernel':<16}{'launches':>9}{'us/step':>12}{'share':>8}"]
-        for fam, n, s in sorted(self.kernels, key=lambda k: -k[2]):
-            lines.append(f"{fam:<16}{n:>9}{s * 1e6:>12.1f}{100 * s / step:>7.1f}%")
-        lines.append(f"{'(one by one)':<16}{sum(n for _, n, _ in self.kernels):>9}{step * 1e6:>12.1f}")
+                 "", f"{'kernel':<16}{'launches':>9}{'us/step':>12}{'share':>8}", *_rows(self.kernels)]
+        if self.prefill_kernels:
+            lines += ["", f"prefill, the last chunk of {self.prefill_chunk} tokens:",
+                      f"{'kernel':<16}{'launches':>9}{'us/chunk':>12}{'share':>8}", *_rows(self.prefill_kernels)]
         return "\n".join(lines)
+
+
+def _rows(kernels: list) -> list[str]:
+    """Table rows per family, largest first, and the one-by-one total."""
+    total = sum(s for _, _, s in kernels)
+    rows = [f"{fam:<16}{n:>9}{s * 1e6:>12.1f}{100 * s / total:>7.1f}%" for fam, n, s in sorted(kernels, key=lambda k: -k[2])]
+    return rows + [f"{'(one by one)':<16}{sum(n for _, n, _ in kernels):>9}{total * 1e6:>12.1f}"]
 
 
 def bytes_per_token(model, depth: int) -> int:
@@ -105,6 +114,10 @@ def bench(model, n_prompt: int = 512, n_gen: int = 128, depth: int = 0, reps: in
         ex.prefill(ids)
         best = min(best, time.perf_counter() - t0)
     prefill_tps = n_prompt / best
+    # the last chunk's launches one by one: the device state (positions, cache) is that chunk's now
+    last = (n_prompt - 1) // ex.chunk * ex.chunk
+    pre = _per_family(ex, ex._bind("prefill", n_prompt - last, 1, last, False),
+                      _families(ex, "prefill", n_prompt - last))
     ctx = rng.integers(0, model.config.n_vocab, max(depth, 1), dtype=np.int32)
     ex.set_sampling(SamplingSettings(temperature=0.0), ctx)
     dec_best = float("inf")
@@ -116,19 +129,22 @@ def bench(model, n_prompt: int = 512, n_gen: int = 128, depth: int = 0, reps: in
         for i in range(n_gen):
             ex.decode_step(pos + 1 + i)
         dec_best = min(dec_best, time.perf_counter() - t0)
-    per = defaultdict(lambda: [0, 0.0])
-    launches = ex._bind("decode", 1, 1, 0, True)
-    for b, c, t in zip(launches, _families(ex), time_launches(ex.device, launches)):
-        per[c][0] += 1
-        per[c][1] += t
+    per = _per_family(ex, ex._bind("decode", 1, 1, 0, True), _families(ex, "decode", 1) + ["sample"])
     dev = ex.device
     copy = copy_bandwidth(dev, (256 if ex.arch.is_gpu_semantics and dev.name != "emu" else 64) << 20)
     return BenchResult(model.backend, ex.arch.name, model.path.name, n_prompt, n_gen, depth, prefill_tps,
-                       n_gen / dec_best, bytes_per_token(model, depth), copy,
-                       [(f, n, s) for f, (n, s) in per.items()])
+                       n_gen / dec_best, bytes_per_token(model, depth), copy, per, pre, n_prompt - last)
 
 
-def _families(ex) -> list[str]:
+def _per_family(ex, launches, families: list[str]) -> list:
+    """[(family, launches, seconds)]: each launch timed alone, summed per kernel family."""
+    per = defaultdict(lambda: [0, 0.0])
+    for c, t in zip(families, time_launches(ex.device, launches), strict=True):
+        per[c][0] += 1
+        per[c][1] += t
+    return [(f, n, s) for f, (n, s) in per.items()]
+
+
+def _families(ex, phase: str, T: int) -> list[str]:
     from ..runtime.lower import lower
-    calls = lower(ex.graph, ex.arch, "decode", 1, 1, ex.opts).calls
-    return [c.family for c in calls] + ["sample"]
+    return [c.family for c in lower(ex.graph, ex.arch, phase, T, 1, ex.opts).calls]
