@@ -367,6 +367,15 @@ def test_mma_sync_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch
                             max_examples=SCALE_MUTANT_EXAMPLES)
 
 
+# f16 weights' direct copy of whole units into the tile (rows with ncols % 8 == 0: an eighth of the
+# drawn column counts, hence the scale mutants' example count): the source unit one too far.
+def test_mma_sync_f16_copy_property_catches_mutant(mma_ctx, tmp_path, monkeypatch):
+    pinned = {"tile": MMA_BM, "ldmatrix": True}
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "f16"}, ("(u64)col * 2u)", "(u64)col * 2u + 16u)"),
+                            lambda ctx, data: check_gemm(ctx, "f16", data, pinned), tmp_path, monkeypatch,
+                            max_examples=SCALE_MUTANT_EXAMPLES)
+
+
 # The two-K-group variant's own code, pinned to it so that every drawn case runs the mutant.
 MMA_KGROUPS_MUTANTS = {
     # The second group's partial sums never added: only half of each K step's columns are counted.
