@@ -11,7 +11,8 @@ of every activation and scratch tensor, for the buffer planner.
 Choices, by what the arch offers (never by its name):
   matmul     decode: gemv (f32 x), prefill: gemm (with GEMM_F16_X, where the arch's gemm has the
              f16-X variant: x rounded to f16 once by x_f16, shared by every gemm reading it; with
-             GEMM_Q8_X, off by default, the int8 variant xin="q8" on quantize_q8's blocks instead);
+             GEMM_Q8_X, on, the int8 variant xin="q8" on quantize_q8's blocks instead, for the
+             types it has);
              where the arch does 4-way int8 dot products and
              matmul_q8 has the weight type: x is quantized once into 8-bit blocks (quantize_q8,
              shared by every matmul that reads the same x) and matmul_q8 does integer dots; MX

@@ -35,8 +35,8 @@ the f16 paths, the int8 tiles halve the shared-memory bytes per K column and the
 twice the K per issue; X's error is quantize_q8's (d_x / 2 per element) instead of f16 rounding. The
 same block tiles, warp tiles and double buffering as the f16 kernel, MMA_Q8_BK columns (4 blocks)
 per K step and barrier, 32-bit fragment loads (so `ldmatrix` False: no ldmatrix variant yet). q6_k
-(factors per 16 columns) and the float types stay on the f16 paths. Whether it is faster than the
-f16-X gemm is for the GPU to say (lower.py GEMM_Q8_X). `kgroups` 2 as in the f16 kernel (lowering's
+(factors per 16 columns) and the float types stay on the f16 paths. Lowering runs it for every type it has (lower.py GEMM_Q8_X: on the H100 it beat the
+f16-X gemm in every whole model measured, docs/PERFORMANCE.md). `kgroups` 2 as in the f16 kernel (lowering's
 mma_kgroups_for picks it the same way): twice the warps, each group the whole output tile but 2 of
 every K step's 4 blocks from the same shared tiles (MMA_Q8_BK stays 128), group 1's accumulators
 added by group 0 through shared memory after the K loop (mma_q8_shared_bytes covers them).
