@@ -176,18 +176,27 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
         return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxh, bxe, by, m, rows, cols),
                            tuple(k.args))
 
-    lists = {name: [L for i in range(args.launches) for L in (conv_launch(), gemm_launch(i))],
+    auto = "f16x_gemm" if GEMM_F16_X and not q8_auto(wtype) else None
+    return pass_rows(dev, args, (wtype, m, rows, cols), name, "conv", conv_launch, gemm_launch, k, (g, gc), auto, ok)
+
+
+def pass_rows(dev, args, shape, name: str, suffix: str, pass_launch, gemm_launch, k, grids, auto: str | None,
+              ok: str) -> list[dict]:
+    """The timed rows of a converted-X variant: NAME (the X pass then the gemm, launched in pairs),
+    NAME_gemm (the gemm alone) and NAME_<suffix> (the pass alone); `auto` names lowering's row."""
+    wtype, m, rows, cols = shape
+    g, gp = grids
+    lists = {name: [L for i in range(args.launches) for L in (pass_launch(), gemm_launch(i))],
              f"{name}_gemm": [gemm_launch(i) for i in range(args.launches)],
-             f"{name}_conv": [conv_launch() for _ in range(args.launches)]}
+             f"{name}_{suffix}": [pass_launch() for _ in range(args.launches)]}
     out = []
     for row, launches in lists.items():
-        # time_launches gives seconds per launch; an f16x step is a pair of them
+        # time_launches gives seconds per launch; a NAME step is a pair of them
         t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if row == name else 1)
-        conv_only = row.endswith("_conv")
+        alone = row.endswith("_" + suffix)
         out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": row, "params": k.variant.params,
-                    "auto": GEMM_F16_X and not q8_auto(wtype) and row == "f16x_gemm",
-                    "grid": list(gc.grid if conv_only else g.grid), "shared": g.shared_bytes, "us": t * 1e6,
-                    "tflops": 0.0 if conv_only else 2.0 * m * rows * cols / t / 1e12, "check": ok})
+                    "auto": row == auto, "grid": list(gp.grid if alone else g.grid), "shared": g.shared_bytes,
+                    "us": t * 1e6, "tflops": 0.0 if alone else 2.0 * m * rows * cols / t / 1e12, "check": ok})
     return out
 
 
@@ -220,19 +229,9 @@ def bench_q8x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             return BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bxq, bxd, by, m, rows, cols),
                                tuple(k.args))
 
-        lists = {name: [L for i in range(args.launches) for L in (quant_launch(), gemm_launch(i))],
-                 f"{name}_gemm": [gemm_launch(i) for i in range(args.launches)],
-                 f"{name}_quant": [quant_launch() for _ in range(args.launches)]}
-        out = []
-        for row, launches in lists.items():
-            # time_launches gives seconds per launch; a q8x step is a pair of them
-            t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time)) * (2 if row == name else 1)
-            quant_only = row.endswith("_quant")
-            out.append({"wtype": wtype, "m": m, "rows": rows, "cols": cols, "variant": row, "params": k.variant.params,
-                        "auto": q8_auto(wtype) and row == "q8x_gemm", "grid": list(gq.grid if quant_only else g.grid),
-                        "shared": g.shared_bytes, "us": t * 1e6,
-                        "tflops": 0.0 if quant_only else 2.0 * m * rows * cols / t / 1e12, "check": ok})
-        return out
+        auto = "q8x_gemm" if q8_auto(wtype) else None
+        return pass_rows(dev, args, (wtype, m, rows, cols), name, "quant", quant_launch, gemm_launch, k, (g, gq),
+                         auto, ok)
     finally:
         dev.free(bxd)
 
