@@ -10,8 +10,8 @@
 
 Variants (--variants; the mma.sync path's gemm parameters, each timed and checked on the same data):
 old = the 32-bit fragment loads on 128 x 128 tiles (the kernel before issue 15's levers), ldm =
-ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles, kg2 = ldm with two K
-groups of warps, f16x = X converted to f16 once by x_f16 and read by the gemm xin=f16 (lowering's
+ldmatrix fragments on 128 x 128 tiles, ldm_t64 = ldmatrix on 64 x 64 tiles (these three with f32 X
+and one K group: two need converted X), f16x = X converted to f16 once by x_f16 and read by the gemm xin=f16 (lowering's
 GEMM_F16_X) on the tile and K groups lowering picks: three rows, f16x (conversion + gemm, launched in
 pairs), f16x_gemm (the gemm alone, on converted X) and f16x_conv (the conversion alone); f16x_kg1 the
 same with one K group; q8x = X quantized once by quantize_q8 and read by the int8 gemm
@@ -89,7 +89,7 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
 
 
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
-MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64}, "kg2": {"kgroups": 2},
+MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64},
                 "f16x": {"xin": "f16"}, "f16x_kg1": {"xin": "f16", "kgroups": 1}, "q8x": {"xin": "q8", "ldmatrix": False},
                 "q8x_kg1": {"xin": "q8", "ldmatrix": False, "kgroups": 1}}
 CONVERSIONS = {4096: 3, 14336: 1}  # x_f16 / quantize_q8 launches per 8B layer by column count (lowering shares them)

@@ -211,6 +211,8 @@ class _Lowerer:
             elif GEMM_F16_X and has_variant("gemm", self.arch, **params, xin="f16") and has_variant("x_f16", self.arch):
                 params["xin"] = "f16"
                 xargs = dict(zip(("x", "xe"), self.x_f16(x, rows, n_in)))
+            else:
+                params.pop("kgroups", None)  # f32 X has one K group (two need more registers than there are)
             self.call("gemm", params,
                       {"w": w, **xargs, "y": y, "m": rows, "n_rows": n_out, "n_cols": n_in},
                       y, m=rows, n_rows=n_out, n_cols=n_in)
@@ -287,8 +289,9 @@ class _Lowerer:
         if x not in self.q8 and self.fuse_norm_q8(x, rows, cols):
             return self.q8[x]
         if x not in self.q8:
-            xq = self.scratch(f"{x}:q8", rows * cols)
-            xd = self.scratch(f"{x}:q8d", rows * (cols // 32) * 8)
+            name = x if isinstance(x, str) else f"{x[1]}@{x[2]}"  # a view: its base and byte offset
+            xq = self.scratch(f"{name}:q8", rows * cols)
+            xd = self.scratch(f"{name}:q8d", rows * (cols // 32) * 8)
             # one row (decode): 4 blocks of 32 columns per thread block, so a row spreads over more SMs
             params = {"bpb": 4} if rows == 1 and has_variant("quantize_q8", self.arch, bpb=4) else {}
             self.call("quantize_q8", params, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)

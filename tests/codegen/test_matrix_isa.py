@@ -70,7 +70,10 @@ def test_gfx950_gemm_has_no_wmma(store):
 
 NVIDIA_GEMMS = ([("sm_90", w, {}) for w in WTYPE_NAMES] + [("sm_80", "q4_0", {}), ("sm_80", "f16", {})]
                 + [("sm_90", w, {"tile": 64}) for w in ("q4_0", "q6_k", "f16")]
-                + [("sm_90", w, {"ldmatrix": False}) for w in ("q4_0", "q6_k")])
+                + [("sm_90", w, {"ldmatrix": False}) for w in ("q4_0", "q6_k")]
+                # what lowering runs for q6_k and the float types: f16 X, one or two K groups
+                + [("sm_90", w, {"xin": "f16", "kgroups": k}) for w in WTYPE_NAMES for k in (1, 2)]
+                + [("sm_90", w, {"xin": "f16", "kgroups": 2, "tile": 64}) for w in ("q4_0", "q6_k", "f16")])
 
 
 @pytest.mark.parametrize("arch_name, wtype, extra", NVIDIA_GEMMS)

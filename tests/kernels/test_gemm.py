@@ -178,6 +178,7 @@ def check_f16_x_matches_f32_x(ctx, wtype, data):
     """The f16-X variant (x_f16, then gemm xin f16) gives the f32-X variant's results bit for bit on
     the rows exact_rows names (nearly all drawn rows), on the same drawn data, tile and fragment loads."""
     params = mma_params(ctx, wtype, data)
+    params.pop("kgroups", None)  # f32 X has one K group
     w, x, y32, cols = run_drawn_gemm(ctx, wtype, data, 2, params)
     y16 = run_gemm(ctx, wtype, {**params, "xin": "f16", "ldmatrix": True}, w, x)  # the same fragments
     rows = exact_rows(x, step_cols(ctx.arch, wtype, params.get("kgroups", 1)))
@@ -289,6 +290,8 @@ def check_gemm(kctx, wtype, data, pinned: dict | None = None, xin: str = "f32"):
     (tile and fragment loads drawn unless pinned) fed by x_f16."""
     wt = get_wtype(wtype)
     params = mma_params(kctx, wtype, data, pinned)
+    if xin == "f32" and pinned is None:
+        params.pop("kgroups", None)  # K groups come with converted X only (specs/gemm.py valid())
     bk = step_cols(kctx.arch, wtype, params.get("kgroups", 1))
     if xin != "f32":
         params.update(xin=xin, ldmatrix=True)  # f16 X comes with ldmatrix fragments only
@@ -390,9 +393,9 @@ MMA_KGROUPS_MUTANTS = {
 
 @pytest.mark.parametrize("mutant", sorted(MMA_KGROUPS_MUTANTS))
 def test_mma_sync_kgroups_property_catches_mutant(mma_ctx, mutant, tmp_path, monkeypatch):
-    pinned = {"tile": MMA_BM, "ldmatrix": True, "kgroups": 2}
-    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", "kgroups": 2}, MMA_KGROUPS_MUTANTS[mutant],
-                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned), tmp_path, monkeypatch,
+    pinned = {"tile": MMA_BM, "ldmatrix": True, "kgroups": 2}  # with f16 X (K groups need converted X)
+    assert_property_catches(mma_ctx, "gemm", {"wtype": "q4_0", "kgroups": 2, "xin": "f16"}, MMA_KGROUPS_MUTANTS[mutant],
+                            lambda ctx, data: check_gemm(ctx, "q4_0", data, pinned, xin="f16"), tmp_path, monkeypatch,
                             max_examples=30)
 
 

@@ -67,3 +67,18 @@ def test_model_prefill_with_f16_x(tmp_path, backend, wtype, monkeypatch):
     if backend == "emu-sm90":
         assert np.array_equal(got, want_off)
     ex.close()
+
+
+def test_lowering_gives_k_groups_to_converted_x_only(tmp_path, monkeypatch):
+    """On sm_90 a tiny model's gemms fill few SMs, so gemm_params asks for two K groups: lowering keeps
+    them with f16 X and drops them with f32 X (that variant does not exist), and every call it makes
+    names a variant that does."""
+    p = tiny(tmp_path, "Q4_0")
+    g = build_llama_graph(load_config(p), weight_types(load_gguf(p)))
+    sm90 = get_arch("sm_90")
+    monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)
+    for f16_x, groups in ((True, {2}), (False, {1})):
+        monkeypatch.setattr(lower_mod, "GEMM_F16_X", f16_x)
+        gemms = [c for c in lower(g, sm90, "prefill", 512, 512).calls if c.family == "gemm"]
+        assert gemms and {c.params.get("kgroups", 1) for c in gemms} == groups
+        assert all(lower_mod.has_variant("gemm", sm90, **c.params) for c in gemms)

@@ -176,7 +176,7 @@ def mma_shared_bytes(wtype: str, tile: int = MMA_BM, kgroups: int = 1) -> int:
     bm, bn, _, _ = mma_tiles(tile, kgroups)
     bk = mma_k_step(get_wtype(wtype).span, kgroups)
     tiles_bytes = 2 * ((bm + bn) * (bk + LDS_PAD) * 2 + bm * 4)
-    return max(tiles_bytes, bm * bn * 4) if kgroups > 1 else tiles_bytes
+    return max(tiles_bytes, (kgroups - 1) * bm * bn * 4)
 
 
 def mma_q8_shared_bytes(tile: int = MMA_BM, kgroups: int = 1) -> int:
@@ -233,8 +233,11 @@ class Gemm(KernelSpec):
         if p["xin"] == "q8" and (p["ldmatrix"] or p["wtype"] not in Q8_WTYPES):
             return False  # int8 fragments come by 32-bit loads (ldmatrix False); types of matmul_q8's table
         if p["kgroups"] != 1 and (not arch.is_gpu_semantics or path(arch, p["wtype"]) != "mma_sync"
-                                  or not (p["ldmatrix"] or p["xin"] == "q8")):
-            return False  # K groups: mma.sync with ldmatrix fragments, or the int8 kernel (32-bit loads)
+                                  or not (p["ldmatrix"] or p["xin"] == "q8") or p["xin"] == "f32"):
+            # K groups: mma.sync with converted X (f16 with ldmatrix fragments, or the int8 kernel).
+            # f32 X's per-step conversion with two groups needs more than the 128 registers a thread
+            # of 512 may have: ptxas (sm_90) spilled 24-88 bytes for every weight type
+            return False
         if not arch.is_gpu_semantics:
             return True
         bm, bn, threads = tiles(arch, p["wtype"], p["tile"], p["kgroups"])
