@@ -24,8 +24,8 @@ Sources (docs/ARCH.md cites them with what each says):
   file); and Hopper silicon (an H200 ran tests/codegen/test_matrix_isa.py's GPU test: exact).
 - mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 (NVIDIA sm_80+, warp of 32; gemm xin="q8"): the PTX
   ISA's "Matrix Fragments for mma.m16n8k32" with .s8 operands (A 4 .b32 registers of 4 int8, B 2,
-  C/D 4 .s32; the same groupID / threadID_in_group rule, 4 K values per register). Never run on a
-  GPU here.
+  C/D 4 .s32; the same groupID / threadID_in_group rule, 4 K values per register). Run on the H100
+  (2026-11-27: the int8 gemm's property with --backend cuda).
 - v_mfma_scale_f32_16x16x128_f8f6f4 (gfx950, CDNA4, wave64), two entries (8-bit and sub-byte
   operands place K differently): LLVM BuiltinsAMDGPU.def and the Verifier's register counts per
   format, AMD's ROCm blog on CDNA4 matrix cores (FP8 and FP4 figures, scales after the dot

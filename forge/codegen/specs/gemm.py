@@ -10,8 +10,8 @@ both inputs (relative 2^-11; tests/kernels/test_gemm.py derives the bound) and f
 activation or weight beyond +-65504 becomes infinite.
 
 Where the arch has NVIDIA's mma.sync (arch.has("mma_sync"): sm_80, sm_90, emu-sm90), the same f16
-tiles go through mma.sync m16n8k16 (templates/gemm/mma_sync.j2): a block of 8 warps owns a 128 x 128
-output tile, each warp a 64 x 32 patch of 4 x 4 m16n8 tiles; the tiles are double-buffered in
+tiles go through mma.sync m16n8k16 (templates/gemm/mma_sync.j2): a block of 8 warps (16 with
+kgroups 2) owns a 128 x 128 output tile, each warp a 64 x 32 patch of 4 x 4 m16n8 tiles; the tiles are double-buffered in
 dynamic shared memory (mma_shared_bytes), so one barrier per K step suffices. Same accuracy bound.
 Fragments come from shared memory by ldmatrix .x4 (one per A fragment, one per two B fragments;
 `ldmatrix=False` keeps the earlier 32-bit loads, for benchmarks and tests). `tile=64`: 4 warps of

@@ -40,9 +40,10 @@ from ..spec import Arg, KernelSpec, Launch, register
 
 GROUP = 8  # lanes per 32-column block (quantize_q8.hip.j2's GROUP)
 # `bpb`: 32-column blocks per thread block (GROUP lanes each). 16 (128 threads, the default): 512 x
-# 4096 launches 4096 thread blocks, 512 x 14336 14336 — on the H100 9.8 and 30.9 us, where 4 blocks
-# (32 threads) took 20.4 us at 512 x 4096. A decode row of 4096 columns gets only 8 thread blocks of
-# 16, though: 2.7 us against 1.6 with 4 (32 thread blocks), so lowering takes bpb 4 for one row.
+# 4096 launches 4096 thread blocks, 512 x 14336 14336 — 5.5 and 18.1 us on the H100
+# (docs/PERFORMANCE.md; the one-value-per-lane kernel before it: 20.7 and 70.4). A decode row of 4096
+# columns gets only 8 thread blocks of 16, though: 2.7 us against 1.6 with 4 (32 thread blocks; a
+# helper's timing script, not kept), so lowering takes bpb 4 for one row.
 BPB = (16, 4)
 
 
