@@ -387,7 +387,7 @@ MMA_KGROUPS_MUTANTS = {
     "groups_overlap": ("for (u32 kk = kg * (BK / KG); kk < (kg + 1u) * (BK / KG)", "for (u32 kk = 0; kk < (kg + 1u) * (BK / KG)"),
     # The barrier between storing and adding the partials removed: group 0 may add what the tiles
     # held instead of group 1's sums (the emulator runs the warps in random orders in checking mode).
-    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return;", "  if (kg > 0u) return;"),
+    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return false;", "  if (kg > 0u) return false;"),
 }
 
 
@@ -541,7 +541,7 @@ MMA_Q8_KGROUPS_MUTANTS = {
     "groups_overlap": ("for (u32 kb = kg * (NB / KG); kb < (kg + 1u) * (NB / KG)", "for (u32 kb = 0; kb < (kg + 1u) * (NB / KG)"),
     # The barrier between storing and adding the partials removed: group 0 may add what the tiles
     # held instead of group 1's sums (the emulator runs the warps in random orders in checking mode).
-    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return;", "  if (kg > 0u) return;"),
+    "partials_unsynchronized": ("  sync_threads();\n  if (kg > 0u) return false;", "  if (kg > 0u) return false;"),
 }
 
 
