@@ -124,6 +124,12 @@ def gemm_quantizes_x(arch: Arch, wtype: str, n_cols: int) -> bool:
             and has_variant("quantize_q8", arch))
 
 
+def scratch_base(x) -> str:
+    """The name a tensor's derived scratch (its f16 or 8-bit copy) is named after: the tensor's own,
+    or for a view ("view", base, byte offset) its base and offset."""
+    return x if isinstance(x, str) else f"{x[1]}@{x[2]}"
+
+
 class _Lowerer:
     def __init__(self, g: LayerGraph, arch: Arch, phase: str, T: int, R: int, opts: LowerOptions):
         if phase not in ("prefill", "decode"):
@@ -289,7 +295,7 @@ class _Lowerer:
         if x not in self.q8 and self.fuse_norm_q8(x, rows, cols):
             return self.q8[x]
         if x not in self.q8:
-            name = x if isinstance(x, str) else f"{x[1]}@{x[2]}"  # a view: its base and byte offset
+            name = scratch_base(x)
             xq = self.scratch(f"{name}:q8", rows * cols)
             xd = self.scratch(f"{name}:q8d", rows * (cols // 32) * 8)
             # one row (decode): 4 blocks of 32 columns per thread block, so a row spreads over more SMs
@@ -302,7 +308,7 @@ class _Lowerer:
         """(xh, xe): x rounded to f16 with a power-of-two exponent per row, by one x_f16 call per
         activation however many gemms read it (the f16-X gemm's input)."""
         if x not in self.xh:
-            name = x if isinstance(x, str) else f"{x[1]}@{x[2]}"  # a view: its base and byte offset
+            name = scratch_base(x)
             xh = self.scratch(f"{name}:f16", rows * cols * 2)
             xe = self.scratch(f"{name}:f16e", rows * 4)
             self.call("x_f16", {}, {"x": x, "xh": xh, "xe": xe, "n_cols": cols}, xh, rows=rows, n_cols=cols)
