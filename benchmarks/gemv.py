@@ -263,10 +263,10 @@ def bench_int(dev, kernels, wtype, raw, x, bws, bx, by, rows, cols, args, rpb) -
     if wtype not in INT_WTYPES:
         return {}
     from forge.codegen.specs.matmul_q8 import team_for
-    from forge.runtime.lower import TEAM_UNITS, has_variant
+    from forge.runtime.lower import TEAM_UNITS, quantize_params
     team = args.team or team_for(wtype, cols, TEAM_UNITS)  # default: the row team a model's decode runs
-    bpb = {"bpb": 4} if has_variant("quantize_q8", kernels.arch, bpb=4) else {}  # lowering's one-row choice
-    kq, km = kernels.get("quantize_q8", **bpb), kernels.get("matmul_q8", wtype=wtype, team=team)
+    kq = kernels.get("quantize_q8", **quantize_params(kernels.arch, 1))  # as lowering launches it for a token
+    km = kernels.get("matmul_q8", wtype=wtype, team=team)
     bq, bd = dev.alloc(cols), dev.alloc(cols // 32 * 8)
     try:
         gq = kq.variant.launch(kq.arch, rows=1, n_cols=cols)

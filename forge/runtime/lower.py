@@ -124,6 +124,13 @@ def gemm_quantizes_x(arch: Arch, wtype: str, n_cols: int) -> bool:
             and has_variant("quantize_q8", arch))
 
 
+def quantize_params(arch: Arch, rows: int) -> dict:
+    """quantize_q8's parameters for `rows` rows: one row (decode) 4 blocks of 32 columns per thread
+    block, so a row spreads over more SMs (specs/quantize_q8.py's measurement), where that variant
+    exists; else the default."""
+    return {"bpb": 4} if rows == 1 and has_variant("quantize_q8", arch, bpb=4) else {}
+
+
 def scratch_base(x) -> str:
     """The name a tensor's derived scratch (its f16 or 8-bit copy) is named after: the tensor's own,
     or for a view ("view", base, byte offset) its base and offset."""
@@ -298,9 +305,7 @@ class _Lowerer:
             name = scratch_base(x)
             xq = self.scratch(f"{name}:q8", rows * cols)
             xd = self.scratch(f"{name}:q8d", rows * (cols // 32) * 8)
-            # one row (decode): 4 blocks of 32 columns per thread block, so a row spreads over more SMs
-            params = {"bpb": 4} if rows == 1 and has_variant("quantize_q8", self.arch, bpb=4) else {}
-            self.call("quantize_q8", params, {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
+            self.call("quantize_q8", quantize_params(self.arch, rows), {"x": x, "xq": xq, "xd": xd, "n_cols": cols}, xq, rows=rows, n_cols=cols)
             self.q8[x] = (xq, xd)
         return self.q8[x]
 

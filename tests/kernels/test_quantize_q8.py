@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
+from forge.codegen.specs.quantize_q8 import BPB
 from forge.runtime.lower import has_variant
 from tests.kernels.harness import run_kernel
 from tests.kernels.mutants import assert_property_catches
@@ -61,7 +62,7 @@ def check_quantize(kctx, data):
             blocks[r, b] = 0
         else:
             blocks[r, b, rng.integers(0, 32)] = np.nan if kind == "nan" else -np.inf
-    bpb = [b for b in (16, 4) if has_variant("quantize_q8", kctx.arch, bpb=b)]  # wave64: 16 only
+    bpb = [b for b in BPB if has_variant("quantize_q8", kctx.arch, bpb=b)]  # wave64: 16 only
     q, d = run(kctx, x, {"bpb": data.draw(st.sampled_from(bpb), label="bpb")})
     rq, rd = quantize_q8(x)
     assert np.array_equal(q, rq), f"{(q != rq).sum()} q differ, first at {np.argwhere(q != rq)[0]}"
