@@ -177,8 +177,7 @@ def exact_rows(x: np.ndarray, bk: int) -> np.ndarray:
 def check_f16_x_matches_f32_x(ctx, wtype, data):
     """The f16-X variant (x_f16, then gemm xin f16) gives the f32-X variant's results bit for bit on
     the rows exact_rows names (nearly all drawn rows), on the same drawn data, tile and fragment loads."""
-    params = mma_params(ctx, wtype, data)
-    params.pop("kgroups", None)  # f32 X has one K group
+    params = mma_params(ctx, wtype, data)  # f32 X's: one K group
     w, x, y32, cols = run_drawn_gemm(ctx, wtype, data, 2, params)
     y16 = run_gemm(ctx, wtype, {**params, "xin": "f16", "ldmatrix": True}, w, x)  # the same fragments
     rows = exact_rows(x, step_cols(ctx.arch, wtype, params.get("kgroups", 1)))
@@ -237,9 +236,9 @@ def test_f16_x_matches_f32_x_on_special_rows(mma_ctx):
     assert (y32[0] == 0).all()
 
 
-def mma_params(kctx, wtype: str, data, pinned: dict | None = None) -> dict:
+def mma_params(kctx, wtype: str, data, pinned: dict | None = None, xin: str = "f32") -> dict:
     """The variant's parameters beyond wtype: on the mma.sync path the block tile, the fragment
-    loads (ldmatrix or 32-bit) and, with ldmatrix, the K groups are drawn, unless
+    loads (ldmatrix or 32-bit) and, with ldmatrix and converted X (`xin`), the K groups are drawn, unless
     `pinned` fixes them (a mutant test pins its mutated variant, so every drawn case runs the
     mutant); elsewhere the defaults."""
     if pinned is not None:
@@ -248,7 +247,7 @@ def mma_params(kctx, wtype: str, data, pinned: dict | None = None) -> dict:
         return {}
     p = {"tile": data.draw(st.sampled_from([MMA_BM, MMA_SMALL]), label="tile"),
          "ldmatrix": data.draw(st.booleans(), label="ldmatrix")}
-    if p["ldmatrix"]:
+    if p["ldmatrix"] and xin != "f32":  # K groups come with converted X only (specs/gemm.py valid())
         p["kgroups"] = data.draw(st.sampled_from([1, 2]), label="kgroups")
     return p
 
@@ -289,9 +288,7 @@ def check_gemm(kctx, wtype, data, pinned: dict | None = None, xin: str = "f32"):
     variant's parameters `pinned`), within the bound of the arch's path; xin "f16": the f16-X variant
     (tile and fragment loads drawn unless pinned) fed by x_f16."""
     wt = get_wtype(wtype)
-    params = mma_params(kctx, wtype, data, pinned)
-    if xin == "f32" and pinned is None:
-        params.pop("kgroups", None)  # K groups come with converted X only (specs/gemm.py valid())
+    params = mma_params(kctx, wtype, data, pinned, xin)
     bk = step_cols(kctx.arch, wtype, params.get("kgroups", 1))
     if xin != "f32":
         params.update(xin=xin, ldmatrix=True)  # f16 X comes with ldmatrix fragments only
