@@ -27,6 +27,18 @@ def tiny(tmp_path, wtype: str):
                            weight_type=wtype, embd_type="Q8_0" if wtype.endswith("_K") else None)
 
 
+def assert_one_pass_per_input(calls, gemms, passes, out: str, aux: str, gemm_in: str, done: str, noun: str) -> None:
+    """Each distinct gemm input goes through its X pass (x_f16 or quantize_q8: outputs `out` and
+    `aux`, read by the gemm as `gemm_in` and `aux`) once, shared by Q/K/V and by gate/up, before
+    every gemm that reads it."""
+    assert len({c.args["x"] for c in passes}) == len(passes), f"an input {done} twice"
+    assert len(passes) < len(gemms), f"Q/K/V and gate/up should share their {noun}"
+    made = {c.args[out]: c.args[aux] for c in passes}
+    for c in gemms:
+        assert made[c.args[gemm_in]] == c.args[aux]
+        assert calls.index(next(p for p in passes if p.args[out] == c.args[gemm_in])) < calls.index(c)
+
+
 def test_lowering_converts_each_input_once(tmp_path, monkeypatch):
     monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # the int8 gemm takes precedence where on
     monkeypatch.setattr(lower_mod, "GEMM_F16_X", True)
@@ -36,12 +48,7 @@ def test_lowering_converts_each_input_once(tmp_path, monkeypatch):
     gemms = [c for c in calls if c.family == "gemm"]
     convs = [c for c in calls if c.family == "x_f16"]
     assert gemms and all(c.params.get("xin") == "f16" for c in gemms)
-    assert len({c.args["x"] for c in convs}) == len(convs), "an input converted twice"
-    assert len(convs) < len(gemms), "Q/K/V and gate/up should share their conversion"
-    made = {c.args["xh"]: c.args["xe"] for c in convs}
-    for c in gemms:
-        assert made[c.args["x"]] == c.args["xe"]
-        assert calls.index(next(v for v in convs if v.args["xh"] == c.args["x"])) < calls.index(c)
+    assert_one_pass_per_input(calls, gemms, convs, "xh", "xe", "x", "converted", "conversion")
     monkeypatch.setattr(lower_mod, "GEMM_F16_X", False)
     off = lower(g, get_arch("emu-sm90"), "prefill", 7, 7).calls
     assert not any(c.family == "x_f16" or "xin" in c.params for c in off)

@@ -17,7 +17,7 @@ from forge.runtime import lower as lower_mod
 from forge.runtime.lower import lower
 from tests.oracles.llama import Reference
 from tests.runtime.test_executor import IDS, bound, executor, q8_rule
-from tests.runtime.test_gemm_f16_x import tiny
+from tests.runtime.test_gemm_f16_x import assert_one_pass_per_input, tiny
 
 
 def test_lowering_quantizes_each_input_once(tmp_path, monkeypatch):
@@ -29,12 +29,8 @@ def test_lowering_quantizes_each_input_once(tmp_path, monkeypatch):
     quants = [c for c in calls if c.family == "quantize_q8"]
     assert gemms and all(c.params.get("xin") == "q8" and c.params.get("ldmatrix") is False for c in gemms)
     assert not any(c.family == "x_f16" for c in calls), "q8 X takes precedence over f16 X"
-    assert len({c.args["x"] for c in quants}) == len(quants), "an input quantized twice"
-    assert len(quants) < len(gemms), "Q/K/V and gate/up should share their quantization"
-    made = {c.args["xq"]: c.args["xd"] for c in quants}
-    for c in gemms:
-        assert made[c.args["xq"]] == c.args["xd"] and "x" not in c.args
-        assert calls.index(next(q for q in quants if q.args["xq"] == c.args["xq"])) < calls.index(c)
+    assert_one_pass_per_input(calls, gemms, quants, "xq", "xd", "xq", "quantized", "quantization")
+    assert all("x" not in c.args for c in gemms)
     monkeypatch.setattr(lower_mod, "GEMM_Q8_X", False)  # switched off: no int8 gemm
     off = lower(g, get_arch("emu-sm90"), "prefill", 7, 7).calls
     assert not any(c.family == "quantize_q8" or c.params.get("xin") == "q8" for c in off)
