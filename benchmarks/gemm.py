@@ -88,6 +88,17 @@ def check(y: np.ndarray, raw: np.ndarray, x: np.ndarray, wtype: str, cols: int) 
     return "ok" if np.all(np.abs(got - ref) <= tol) else "WRONG"
 
 
+def verdict(dev, args, by, raw, wtype: str, shape, x_ref) -> str:
+    """After the launches just made: Y in `by` against float64 with X = x_ref() ("ok" / "WRONG"; a
+    NaN means an output was not written over the NaN fill), or "-" without --check."""
+    m, rows, cols = shape
+    dev.synchronize()
+    if not args.check:
+        return "-"
+    y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+    return check(y, raw, x_ref(), wtype, cols) if not np.isnan(y).any() else "WRONG"
+
+
 # The mma.sync path's variants by lever (module docstring); params beyond wtype.
 MMA_VARIANTS = {"old": {"ldmatrix": False}, "ldm": {}, "ldm_t64": {"tile": 64},
                 "f16x": {"xin": "f16"}, "f16x_kg1": {"xin": "f16", "kgroups": 1}, "q8x": {"xin": "q8", "ldmatrix": False},
@@ -133,11 +144,7 @@ def bench_one(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
             g = k.variant.launch(k.arch, m=m, n_rows=rows, n_cols=cols)
             dev.memset(by, 0xFF)  # NaN: every output must be written
             k(bws[0], bx, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
-            dev.synchronize()
-            ok = "-"
-            if args.check:
-                y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
-                ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
+            ok = verdict(dev, args, by, raw, wtype, (m, rows, cols), lambda: x)
             launches = [BoundLaunch(k.fn, g.grid, g.block, g.shared_bytes, (bws[i % len(bws)], bx, by, m, rows, cols),
                                     tuple(k.args)) for i in range(args.launches)]
             t = statistics.median(time_launches(dev, launches, args.repeats, args.min_time))
@@ -163,11 +170,7 @@ def bench_f16x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: in
     dev.memset(by, 0xFF)
     conv(bx, bxh, bxe, cols, rows=m, n_cols=cols)
     k(bws[0], bxh, bxe, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
-    dev.synchronize()
-    ok = "-"
-    if args.check:
-        y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
-        ok = check(y, raw, x, wtype, cols) if not np.isnan(y).any() else "WRONG"
+    ok = verdict(dev, args, by, raw, wtype, (m, rows, cols), lambda: x)
 
     def conv_launch():
         return BoundLaunch(conv.fn, gc.grid, gc.block, gc.shared_bytes, (bx, bxh, bxe, cols), tuple(conv.args))
@@ -213,14 +216,12 @@ def bench_q8x(dev, kernels: Dispatcher, wtype: str, m: int, rows: int, cols: int
         dev.memset(by, 0xFF)
         quant(bx, bxq, bxd, cols, rows=m, n_cols=cols)
         k(bws[0], bxq, bxd, by, m, rows, cols, m=m, n_rows=rows, n_cols=cols)
-        dev.synchronize()
-        ok = "-"
-        if args.check:
-            y = np.frombuffer(dev.download(by, m * rows * 4), np.float32).reshape(m, rows)
+
+        def quantized_x():  # X as quantize_q8 left it: xq * d_x
             xq = np.frombuffer(dev.download(bxq, m * cols), np.int8).reshape(m, cols // 32, 32)
             xd = np.frombuffer(dev.download(bxd, m * (cols // 32) * 8), np.float32).reshape(m, cols // 32, 2)
-            xh = (xq * xd[..., :1]).reshape(m, cols).astype(np.float32)
-            ok = check(y, raw, xh, wtype, cols) if not np.isnan(y).any() else "WRONG"
+            return (xq * xd[..., :1]).reshape(m, cols).astype(np.float32)
+        ok = verdict(dev, args, by, raw, wtype, (m, rows, cols), quantized_x)
 
         def quant_launch():
             return BoundLaunch(quant.fn, gq.grid, gq.block, gq.shared_bytes, (bx, bxq, bxd, cols), tuple(quant.args))
